@@ -1,0 +1,1 @@
+"""Success criteria, statistics and the GO / NO_GO decision."""

@@ -1,0 +1,1 @@
+"""Streamlit readiness dashboard; talks to the service over HTTP."""

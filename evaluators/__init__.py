@@ -1,0 +1,1 @@
+"""Scorers that turn a stored request pair into named metrics."""

@@ -1,0 +1,1 @@
+"""The running service: OpenAI-compatible proxy, shadow jobs, settings and CLI."""

@@ -1,0 +1,64 @@
+"""The Celery application: Redis or RabbitMQ in distributed mode, in-process when embedded."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+from shadow.settings import Settings, get_settings
+
+EMBEDDED_BROKER = "memory://"
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app whose jobs survive a worker killed mid-task (acks late, requeue on loss)."""
+    app = Celery("switchover", broker=settings.broker_url or EMBEDDED_BROKER)
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": settings.broker_visibility_timeout_s,
+        "socket_connect_timeout": settings.broker_publish_timeout_s,
+        "socket_timeout": settings.broker_publish_timeout_s,
+    }
+    if settings.embedded:
+        transport_options = {"polling_interval": 0.05}
+    app.conf.update(
+        include=["shadow.tasks"],
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_timeout=settings.broker_publish_timeout_s,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport_options,
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0.1,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+    )
+    return app
+
+
+celery_app = create_celery(get_settings())
+
+
+def start_embedded_worker(app: Celery, settings: Settings) -> threading.Thread:
+    """Run a thread-pool worker inside this process (embedded mode)."""
+    worker = app.WorkController(
+        pool_cls="threads",
+        concurrency=settings.embedded_worker_concurrency,
+        queues=[settings.queue],
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel="WARNING",
+    )
+    thread = threading.Thread(target=worker.start, name="switchover-embedded-worker", daemon=True)
+    thread.start()
+    return thread

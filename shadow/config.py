@@ -1,0 +1,187 @@
+"""The `switchover.yaml` file: upstreams and use cases, parsed into pydantic models.
+
+Errors name the file, the line and the field, so a bad edit is found at start-up rather than
+on the first request that needs the broken part.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+DEFAULT_USE_CASE = "default"
+
+
+class Deployment(BaseModel):
+    """What a self-hosted upstream costs to run (used by the cost metrics)."""
+
+    model_config = _STRICT
+
+    gpu: str
+    gpu_count: int = Field(1, ge=1)
+    hourly_usd: float = Field(ge=0, description="price of one GPU for one hour")
+    replicas: int = Field(1, ge=1)
+    ops_hours_per_week: float = Field(0, ge=0)
+    engineer_hourly_usd: float = Field(0, ge=0)
+
+
+class Upstream(BaseModel):
+    """An OpenAI-compatible HTTP endpoint; its key is read from the named env var."""
+
+    model_config = _STRICT
+
+    base_url: str = Field(pattern=r"^https?://")
+    api_key_env: str | None = None
+    deployment: Deployment | None = None
+    timeout_s: float = Field(600, gt=0, description="primary call timeout on the hot path")
+
+    def api_key(self) -> str | None:
+        """The key from the environment, or None when the upstream has none configured."""
+        if self.api_key_env is None:
+            return None
+        return os.environ.get(self.api_key_env) or None
+
+
+class Target(BaseModel):
+    """Which upstream answers, with which model name."""
+
+    model_config = _STRICT
+
+    upstream: str
+    model: str
+
+
+class ShadowSettings(BaseModel):
+    """How much traffic is mirrored to the candidate and how hard it may be pushed."""
+
+    model_config = _STRICT
+
+    sample_rate: float = Field(0.1, ge=0, le=1)
+    noise_rate: float = Field(0.0, ge=0, le=1)
+    max_in_flight: int = Field(8, ge=1)
+    timeout_s: float = Field(60, gt=0)
+
+
+class UseCase(BaseModel):
+    """One LLM feature: the API model it runs on today and the candidate that may replace it."""
+
+    model_config = _STRICT
+
+    primary: Target
+    candidate: Target
+    shadow: ShadowSettings = ShadowSettings()
+    mode: Literal["shadow"] = "shadow"
+    criteria: str | dict[str, Any] | None = None
+
+
+class SwitchoverConfig(BaseModel):
+    """The whole file."""
+
+    model_config = _STRICT
+
+    upstreams: dict[str, Upstream]
+    use_cases: dict[str, UseCase]
+
+    @model_validator(mode="after")
+    def _targets_name_known_upstreams(self) -> SwitchoverConfig:
+        for name, use_case in self.use_cases.items():
+            for side in ("primary", "candidate"):
+                target: Target = getattr(use_case, side)
+                if target.upstream not in self.upstreams:
+                    known = ", ".join(sorted(self.upstreams)) or "none"
+                    raise _UnknownUpstream(
+                        ("use_cases", name, side, "upstream"),
+                        f"unknown upstream {target.upstream!r} (configured: {known})",
+                    )
+        return self
+
+    def use_case_for(self, header: str | None, model: str | None) -> str | None:
+        """The use case a request belongs to: header, else the primary model, else `default`."""
+        if header:
+            return header if header in self.use_cases else None
+        if model:
+            for name, use_case in self.use_cases.items():
+                if use_case.primary.model == model:
+                    return name
+        return DEFAULT_USE_CASE if DEFAULT_USE_CASE in self.use_cases else None
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message names file, line and field."""
+
+
+class _UnknownUpstream(ValueError):
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _line_index(
+    node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]
+) -> None:
+    """Record the 1-based line of every key and item, keyed by its path in the document."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _line_index(value_node, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+def _line_for(loc: tuple[str | int, ...], lines: Mapping[tuple[str | int, ...], int]) -> int:
+    """The line of the deepest part of `loc` that exists in the file."""
+    for end in range(len(loc), -1, -1):
+        line = lines.get(tuple(loc[:end]))
+        if line is not None:
+            return line
+    return 1
+
+
+def parse_config(text: str, source: str = "<string>") -> SwitchoverConfig:
+    """Parse YAML text into a validated config, or raise ConfigError naming line and field."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError(f"{source}:{line}: not valid YAML: {exc}") from None
+    lines: dict[tuple[str | int, ...], int] = {}
+    if root is not None:
+        _line_index(root, (), lines)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}:1: the file must be a mapping with `upstreams` and `use_cases`"
+        )
+    try:
+        return SwitchoverConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            ctx_error = (error.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, _UnknownUpstream):
+                loc = ctx_error.loc
+            field = ".".join(str(part) for part in loc) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}:{_line_for(loc, lines)}: {field}: {message}")
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(path: Path) -> SwitchoverConfig:
+    """Read and validate the configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+    return parse_config(text, str(path))

@@ -1,0 +1,34 @@
+"""The shadow job: what the proxy hands to the queue after the primary has answered.
+
+It never carries the client's `Authorization` header or any key; the worker uses the keys of
+its own configuration.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class PrimaryCapture(BaseModel):
+    """The primary's answer as the proxy saw it pass."""
+
+    status_code: int
+    body: str
+    latency_ms: float
+    first_byte_ms: float
+    request_id: str | None = None
+    # (bytes received so far, seconds since the request) per chunk of a streamed answer
+    arrivals: list[tuple[int, float]] | None = None
+
+
+class ShadowJob(BaseModel):
+    """One sampled request, waiting to be replayed to the candidate."""
+
+    pair_id: str
+    use_case: str
+    endpoint: str
+    received_at: float
+    request_body: str
+    stream: bool
+    client_auth: bool
+    primary: PrimaryCapture

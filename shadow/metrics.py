@@ -1,0 +1,25 @@
+"""Prometheus metrics of the service."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "switchover_requests_total",
+    "Client requests answered by the proxy",
+    ["use_case", "endpoint", "status"],
+)
+OVERHEAD = Histogram(
+    "switchover_overhead_seconds",
+    "Time spent in Switchover itself per request (excluding the upstream)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05),
+)
+SHADOW_ENQUEUED = Counter(
+    "switchover_shadow_enqueued_total", "Shadow jobs accepted by the broker", ["use_case"]
+)
+SHADOW_DROPPED = Counter(
+    "switchover_shadow_dropped_total",
+    "Shadow jobs dropped before the broker accepted them",
+    ["use_case", "reason"],
+)
+SHADOW_BUFFERED = Gauge("switchover_shadow_buffered", "Shadow jobs waiting for the broker")

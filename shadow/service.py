@@ -1,0 +1,172 @@
+"""Turning a shadow job into a stored pair: replay to the candidate, re-ask the primary."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from shadow.caller import answer_fields, call_upstream
+from shadow.config import SwitchoverConfig, Target, UseCase
+from shadow.jobs import ShadowJob
+from shadow.limiter import Limiter, LocalLimiter, RedisLimiter
+from shadow.settings import Settings, get_settings
+from shadow.wire import InvalidAnswer, parse_body, parse_stream
+from storage.schemas import AnswerFields, PairCreate
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_PATHS = {"chat.completions": "/chat/completions", "completions": "/completions"}
+
+
+@dataclass
+class WorkerRuntime:
+    """What a worker process keeps between jobs: config, pooled HTTP client, limiter."""
+
+    config: SwitchoverConfig
+    client: httpx.Client
+    limiter: Limiter
+    slot_wait_s: float = 600.0
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> WorkerRuntime:
+    """The runtime of this worker process, built from the settings on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            settings = get_settings()
+            _runtime = build_runtime(settings, settings.load_config())
+        return _runtime
+
+
+def use_runtime(runtime: WorkerRuntime) -> None:
+    """Make the in-process worker use `runtime` (embedded mode: the server's own config)."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime
+
+
+def build_runtime(settings: Settings, config: SwitchoverConfig) -> WorkerRuntime:
+    """A runtime for `config` (Redis limiter when a Redis is configured)."""
+    redis_url = settings.limiter_redis_url
+    limiter: Limiter = RedisLimiter(redis_url) if redis_url else LocalLimiter()
+    client = httpx.Client(
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        follow_redirects=False,
+    )
+    return WorkerRuntime(config=config, client=client, limiter=limiter)
+
+
+def unit_interval(pair_id: str, salt: str) -> float:
+    """A number in [0, 1) fixed by the pair id, so a re-run job makes the same choice."""
+    digest = hashlib.sha256(f"{salt}:{pair_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def primary_fields(job: ShadowJob) -> AnswerFields:
+    """The primary's answer and timings from what the proxy captured."""
+    capture = job.primary
+    raw = capture.body.encode()
+    try:
+        if job.stream:
+            arrivals = capture.arrivals or []
+            answer = parse_stream(raw, arrivals)
+            first = answer.first_token_s
+            ttft_ms = first * 1000 if first is not None else capture.first_byte_ms
+        else:
+            answer = parse_body(raw)
+            ttft_ms = capture.latency_ms
+    except InvalidAnswer as exc:
+        return AnswerFields(
+            status_code=capture.status_code,
+            latency_ms=capture.latency_ms,
+            error=str(exc),
+            error_kind="invalid_response",
+        )
+    return answer_fields(answer, capture.status_code, capture.latency_ms, ttft_ms)
+
+
+def _request_for(target: Target, request: dict[str, Any], stream: bool) -> dict[str, Any]:
+    body = dict(request)
+    body["model"] = target.model
+    if stream:
+        # The only addition to the client's request: usage at the end of the stream, so that
+        # token counts are the server's own rather than a count of chunks.
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        body["stream_options"] = options
+    return body
+
+
+def _call(
+    runtime: WorkerRuntime, target: Target, endpoint: str, body: dict[str, Any], timeout_s: float
+) -> AnswerFields:
+    upstream = runtime.config.upstreams[target.upstream]
+    url = upstream.base_url.rstrip("/") + ENDPOINT_PATHS[endpoint]
+    return call_upstream(runtime.client, url, body, api_key=upstream.api_key(), timeout_s=timeout_s)
+
+
+def call_candidate(runtime: WorkerRuntime, use_case_name: str, job: ShadowJob) -> AnswerFields:
+    """Replay the request to the candidate within the use case's `max_in_flight` and timeout."""
+    use_case = runtime.config.use_cases[use_case_name]
+    shadow = use_case.shadow
+    request = orjson.loads(job.request_body)
+    body = _request_for(use_case.candidate, request, job.stream)
+    lease_s = shadow.timeout_s + 30
+    with runtime.limiter.slot(use_case_name, shadow.max_in_flight, lease_s, runtime.slot_wait_s):
+        return _call(runtime, use_case.candidate, job.endpoint, body, shadow.timeout_s)
+
+
+def reask_primary(runtime: WorkerRuntime, use_case: UseCase, job: ShadowJob) -> AnswerFields | None:
+    """Ask the primary again for the noise floor, when the configuration allows it.
+
+    A request that reached the primary with the client's own key cannot be repeated: the key is
+    never kept, so such pairs get no re-ask.
+    """
+    if unit_interval(job.pair_id, "noise") >= use_case.shadow.noise_rate:
+        return None
+    upstream = runtime.config.upstreams[use_case.primary.upstream]
+    if job.client_auth and upstream.api_key() is None:
+        return None
+    request = orjson.loads(job.request_body)
+    body = _request_for(use_case.primary, request, job.stream)
+    body["model"] = request.get("model", use_case.primary.model)
+    return _call(runtime, use_case.primary, job.endpoint, body, upstream.timeout_s)
+
+
+def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate | None:
+    """Run the candidate (and maybe the noise re-ask) for a job; None if its use case is gone."""
+    use_case = runtime.config.use_cases.get(job.use_case)
+    if use_case is None:
+        log.warning(
+            "dropping pair %s: use case %r is no longer configured", job.pair_id, job.use_case
+        )
+        return None
+    candidate = call_candidate(runtime, job.use_case, job)
+    noise = reask_primary(runtime, use_case, job)
+    request = orjson.loads(job.request_body)
+    return PairCreate(
+        id=job.pair_id,
+        use_case=job.use_case,
+        endpoint=job.endpoint,
+        stream=job.stream,
+        created_at=datetime.fromtimestamp(job.received_at, UTC),
+        request_body=job.request_body,
+        request_sha256=hashlib.sha256(job.request_body.encode()).hexdigest(),
+        primary_model=str(request.get("model") or use_case.primary.model),
+        primary_request_id=job.primary.request_id,
+        primary=primary_fields(job),
+        candidate_model=use_case.candidate.model,
+        candidate=candidate,
+        noise=noise,
+    )

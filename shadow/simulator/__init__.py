@@ -1,0 +1,1 @@
+"""Simulated OpenAI-compatible upstreams for the demo, the tests and the benchmarks."""

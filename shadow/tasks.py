@@ -1,0 +1,60 @@
+"""Celery tasks of the shadow leg. Thin: ids and payloads in, plain functions do the work."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shadow.celery_app import celery_app
+from shadow.jobs import ShadowJob
+from shadow.service import get_runtime, measure_pair
+from storage.db import session_scope
+from storage.models import RequestPair
+from storage.repository import insert_pair
+from storage.schemas import PairCreate
+
+log = logging.getLogger(__name__)
+
+# Retry storing for about a day (backoff capped at a minute): a database outage loses nothing.
+STORE_RETRIES = 1500
+
+
+def _already_stored(pair_id: str) -> bool:
+    try:
+        with session_scope() as session:
+            return session.get(RequestPair, pair_id) is not None
+    except (OperationalError, DBAPIError):
+        return False
+
+
+@celery_app.task(name="shadow.mirror_pair", bind=True, acks_late=True, max_retries=STORE_RETRIES)
+def mirror_pair(
+    self: Task[Any, Any], job: dict[str, Any], measured: dict[str, Any] | None = None
+) -> str:
+    """Replay one request to the candidate and store the pair once.
+
+    A retry after a database error carries the measured pair, so the candidate is not asked
+    twice; a redelivered job whose pair is already stored does nothing.
+    """
+    shadow_job = ShadowJob.model_validate(job)
+    if measured is not None:
+        pair: PairCreate | None = PairCreate.model_validate(measured)
+    elif _already_stored(shadow_job.pair_id):
+        return "duplicate"
+    else:
+        pair = measure_pair(get_runtime(), shadow_job)
+    if pair is None:
+        return "skipped"
+    try:
+        with session_scope() as session:
+            inserted = insert_pair(session, pair)
+    except (OperationalError, DBAPIError) as exc:
+        countdown = min(60, 2 ** min(self.request.retries, 6))
+        log.warning("storing pair %s failed, retrying in %s s: %s", pair.id, countdown, exc)
+        raise self.retry(
+            args=(job, pair.model_dump(mode="json")), countdown=countdown, exc=exc
+        ) from exc
+    return "stored" if inserted else "duplicate"

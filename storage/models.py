@@ -1,0 +1,161 @@
+"""SQLAlchemy models: use cases, request pairs, noise re-asks, scores, criteria, decisions.
+
+No column ever holds an `Authorization` header or an API key: the shadow job never carries them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only clock the models use."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class UseCase(Base):
+    """A feature whose traffic is mirrored; created when its first pair is stored."""
+
+    __tablename__ = "use_cases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RequestPair(Base):
+    """One request answered by the primary and replayed to the candidate."""
+
+    __tablename__ = "request_pairs"
+    __table_args__ = (Index("ix_request_pairs_use_case_created_at", "use_case", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    use_case: Mapped[str] = mapped_column(ForeignKey("use_cases.name", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(String(40))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(comment="when the proxy received the request")
+    completed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    request_body: Mapped[str | None] = mapped_column(Text)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+
+    primary_model: Mapped[str] = mapped_column(String(200))
+    primary_request_id: Mapped[str | None] = mapped_column(String(200))
+    primary_status_code: Mapped[int] = mapped_column(Integer)
+    primary_text: Mapped[str | None] = mapped_column(Text)
+    primary_tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
+    primary_finish_reason: Mapped[str | None] = mapped_column(String(40))
+    primary_latency_ms: Mapped[float] = mapped_column(Float)
+    primary_ttft_ms: Mapped[float | None] = mapped_column(Float)
+    primary_tpot_ms: Mapped[float | None] = mapped_column(Float)
+    primary_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    primary_completion_tokens: Mapped[int | None] = mapped_column(Integer)
+
+    candidate_model: Mapped[str] = mapped_column(String(200))
+    candidate_status_code: Mapped[int | None] = mapped_column(Integer)
+    candidate_text: Mapped[str | None] = mapped_column(Text)
+    candidate_tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
+    candidate_finish_reason: Mapped[str | None] = mapped_column(String(40))
+    candidate_latency_ms: Mapped[float] = mapped_column(Float)
+    candidate_ttft_ms: Mapped[float | None] = mapped_column(Float)
+    candidate_tpot_ms: Mapped[float | None] = mapped_column(Float)
+    candidate_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    candidate_completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    candidate_error: Mapped[str | None] = mapped_column(Text)
+    candidate_error_kind: Mapped[str | None] = mapped_column(String(40))
+
+
+class NoiseReask(Base):
+    """The primary asked the same request again: how much the API disagrees with itself."""
+
+    __tablename__ = "noise_reasks"
+
+    pair_id: Mapped[str] = mapped_column(
+        ForeignKey("request_pairs.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    text: Mapped[str | None] = mapped_column(Text)
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(40))
+
+
+class Score(Base):
+    """One metric of one pair; `value` is NULL and `error` set when the evaluator failed."""
+
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("pair_id", "metric"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pair_id: Mapped[str] = mapped_column(
+        ForeignKey("request_pairs.id", ondelete="CASCADE"), index=True
+    )
+    metric: Mapped[str] = mapped_column(String(100), index=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CriteriaVersion(Base):
+    """Every change of a use case's criteria is kept, with who made it and when."""
+
+    __tablename__ = "criteria_versions"
+    __table_args__ = (UniqueConstraint("use_case", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    use_case: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Decision(Base):
+    """A stored verdict with the per-criterion figures it was based on."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_use_case_evaluated_at", "use_case", "evaluated_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    use_case: Mapped[str] = mapped_column(String(200))
+    criteria_version_id: Mapped[int | None] = mapped_column(ForeignKey("criteria_versions.id"))
+    verdict: Mapped[str] = mapped_column(String(30))
+    evaluated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    pairs: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
