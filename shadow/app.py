@@ -29,11 +29,14 @@ _CHAT_BODY = {
 
 
 def celery_publisher(settings: Settings) -> Publish:
-    """Publish jobs to the configured broker (in-process one when embedded)."""
-    from shadow.tasks import mirror_pair
+    """Publish jobs to the configured broker (the in-process one when embedded)."""
+    from shadow.celery_app import create_celery
+    from shadow.tasks import MIRROR_PAIR
+
+    app = create_celery(settings)
 
     def publish(job: ShadowJob) -> None:
-        mirror_pair.apply_async(args=(job.model_dump(mode="json"),), queue=settings.queue)
+        app.send_task(MIRROR_PAIR, args=(job.model_dump(mode="json"),), queue=settings.queue)
 
     return publish
 
@@ -58,13 +61,13 @@ def create_app(
             for name, upstream in config.upstreams.items()
         }
         if settings.embedded:
-            from shadow.celery_app import celery_app, start_embedded_worker
+            from shadow.celery_app import create_celery, start_embedded_worker
             from shadow.service import build_runtime, use_runtime
             from storage.migrate import upgrade
 
             upgrade()
             use_runtime(build_runtime(settings, config))
-            state["worker"] = start_embedded_worker(celery_app, settings)
+            state["worker"] = start_embedded_worker(create_celery(settings), settings)
         mirror = Mirror(publish or celery_publisher(settings), settings.shadow_buffer_size)
         state["mirror"] = mirror
         state["proxy"] = Proxy(config, sessions, mirror, settings.max_body_bytes)
@@ -72,6 +75,8 @@ def create_app(
             yield
         finally:
             mirror.close()
+            if "worker" in state:
+                state["worker"].stop()
             for session in sessions.values():
                 await session.close()
 

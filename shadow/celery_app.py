@@ -9,7 +9,7 @@ from celery import Celery
 
 from shadow.settings import Settings, get_settings
 
-EMBEDDED_BROKER = "memory://"
+EMBEDDED_BROKER = "memory://localhost/"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -48,8 +48,26 @@ def create_celery(settings: Settings) -> Celery:
 celery_app = create_celery(get_settings())
 
 
-def start_embedded_worker(app: Celery, settings: Settings) -> threading.Thread:
+class EmbeddedWorker:
+    """A thread-pool Celery worker running in a thread of the server process."""
+
+    def __init__(self, controller: Any, thread: threading.Thread) -> None:
+        self._controller = controller
+        self._thread = thread
+
+    def is_alive(self) -> bool:
+        """Whether the worker thread still runs."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop consuming, let running jobs finish (up to `timeout_s`)."""
+        self._controller.stop(in_sighandler=False)
+        self._thread.join(timeout_s)
+
+
+def start_embedded_worker(app: Celery, settings: Settings) -> EmbeddedWorker:
     """Run a thread-pool worker inside this process (embedded mode)."""
+    import shadow.tasks  # noqa: F401 - registers the tasks with every app
     worker = app.WorkController(
         pool_cls="threads",
         concurrency=settings.embedded_worker_concurrency,
@@ -61,4 +79,4 @@ def start_embedded_worker(app: Celery, settings: Settings) -> threading.Thread:
     )
     thread = threading.Thread(target=worker.start, name="switchover-embedded-worker", daemon=True)
     thread.start()
-    return thread
+    return EmbeddedWorker(worker, thread)

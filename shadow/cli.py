@@ -151,6 +151,7 @@ def demo(
     """Run the whole loop against simulated upstreams and print what was captured."""
     from shadow.demo import run_demo
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(run_demo(requests=requests, concurrency=concurrency, workdir=workdir))
 
 

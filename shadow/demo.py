@@ -160,7 +160,7 @@ def _summary(console: Console, url: str, answered: int, sent: int) -> None:
             fmt(percentile(primary, 0.95)),
             fmt(percentile(candidate, 0.5)),
             fmt(percentile(candidate, 0.95)),
-            f"{errors} ({errors / len(rows):.1%})",
+            f"{errors} ({errors / len(rows):.0%})",
             str(sum(1 for p in rows if p.id in noise)),
         )
     console.print(table)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from shadow.celery_app import celery_app
 from shadow.jobs import ShadowJob
 from shadow.service import get_runtime, measure_pair
 from storage.db import session_scope
@@ -18,6 +17,7 @@ from storage.schemas import PairCreate
 
 log = logging.getLogger(__name__)
 
+MIRROR_PAIR = "shadow.mirror_pair"
 # Retry storing for about a day (backoff capped at a minute): a database outage loses nothing.
 STORE_RETRIES = 1500
 
@@ -30,7 +30,7 @@ def _already_stored(pair_id: str) -> bool:
         return False
 
 
-@celery_app.task(name="shadow.mirror_pair", bind=True, acks_late=True, max_retries=STORE_RETRIES)
+@shared_task(name=MIRROR_PAIR, bind=True, acks_late=True, max_retries=STORE_RETRIES)
 def mirror_pair(
     self: Task[Any, Any], job: dict[str, Any], measured: dict[str, Any] | None = None
 ) -> str:

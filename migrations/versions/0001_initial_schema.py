@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 20:52:30.398882
+Create Date: 2026-11-27 21:03:43.322528
 """
 
 from collections.abc import Sequence
@@ -120,8 +120,10 @@ def upgrade() -> None:
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("text", sa.Text(), nullable=True),
         sa.Column("tool_calls", sa.JSON(), nullable=True),
+        sa.Column("finish_reason", sa.String(length=40), nullable=True),
         sa.Column("latency_ms", sa.Float(), nullable=False),
         sa.Column("ttft_ms", sa.Float(), nullable=True),
+        sa.Column("tpot_ms", sa.Float(), nullable=True),
         sa.Column("prompt_tokens", sa.Integer(), nullable=True),
         sa.Column("completion_tokens", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
