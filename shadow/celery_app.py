@@ -68,6 +68,7 @@ class EmbeddedWorker:
 def start_embedded_worker(app: Celery, settings: Settings) -> EmbeddedWorker:
     """Run a thread-pool worker inside this process (embedded mode)."""
     import shadow.tasks  # noqa: F401 - registers the tasks with every app
+
     worker = app.WorkController(
         pool_cls="threads",
         concurrency=settings.embedded_worker_concurrency,
