@@ -7,6 +7,9 @@ dropped from the statistics.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from typing import Any
 
@@ -29,9 +32,9 @@ def tpot_ms(
 
 
 def answer_fields(
-    answer: Answer, status_code: int, latency_ms: float, ttft_ms: float | None
+    answer: Answer, status_code: int, latency_ms: float, ttft_ms: float | None, streamed: bool
 ) -> AnswerFields:
-    """Measured fields of a successfully parsed answer."""
+    """Measured fields of a parsed answer; TPOT only exists for a streamed one."""
     completion_tokens = answer.completion_tokens
     if completion_tokens is None and answer.content_chunks:
         completion_tokens = answer.content_chunks
@@ -42,10 +45,40 @@ def answer_fields(
         finish_reason=answer.finish_reason,
         latency_ms=latency_ms,
         ttft_ms=ttft_ms,
-        tpot_ms=tpot_ms(latency_ms, ttft_ms, completion_tokens),
+        tpot_ms=tpot_ms(latency_ms, ttft_ms, completion_tokens) if streamed else None,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=completion_tokens,
     )
+
+
+class _Deadline:
+    """Cut a response's connection when the total time runs out.
+
+    httpx applies its read timeout to each read, so an answer that drips one token just inside
+    it could run far past `timeout_s`; shutting the socket down ends the read at the deadline.
+    """
+
+    def __init__(self, response: httpx.Response, deadline: float) -> None:
+        self._response = response
+        self._timer = threading.Timer(max(deadline - time.perf_counter(), 0), self._cut)
+        self.expired = False
+
+    def _cut(self) -> None:
+        self.expired = True
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        self._timer.cancel()
+        if self.expired and (exc_type is None or issubclass(exc_type, httpx.TransportError)):
+            raise httpx.ReadTimeout("the answer did not finish within the total timeout")
 
 
 def _error(
@@ -94,15 +127,10 @@ def call_upstream(
                 )
             received = bytearray()
             arrivals: list[tuple[int, float]] = []
-            first_byte_s: float | None = None
-            for chunk in response.iter_raw():
-                now = time.perf_counter()
-                if now > deadline:
-                    raise httpx.ReadTimeout("candidate exceeded its total timeout")
-                if first_byte_s is None:
-                    first_byte_s = now - started
-                received += chunk
-                arrivals.append((len(received), now - started))
+            with _Deadline(response, deadline):
+                for chunk in response.iter_raw():
+                    received += chunk
+                    arrivals.append((len(received), time.perf_counter() - started))
             latency_ms = elapsed_ms()
         finally:
             response.close()
@@ -120,4 +148,4 @@ def call_upstream(
             ttft_ms = latency_ms
     except InvalidAnswer as exc:
         return _error("invalid_response", str(exc), latency_ms, response.status_code)
-    return answer_fields(answer, response.status_code, latency_ms, ttft_ms)
+    return answer_fields(answer, response.status_code, latency_ms, ttft_ms, stream)

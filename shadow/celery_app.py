@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -15,8 +16,13 @@ EMBEDDED_BROKER = "memory://localhost/"
 def create_celery(settings: Settings) -> Celery:
     """A Celery app whose jobs survive a worker killed mid-task (acks late, requeue on loss)."""
     app = Celery("switchover", broker=settings.broker_url or EMBEDDED_BROKER)
+    visibility_s = settings.broker_visibility_timeout_s
     transport_options: dict[str, Any] = {
-        "visibility_timeout": settings.broker_visibility_timeout_s,
+        "visibility_timeout": visibility_s,
+        # Redis: look for jobs of dead workers every 5 s x throttle, about a tenth of the
+        # visibility timeout (kombu's default is every 100 s).
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": max(1, math.ceil(visibility_s / 50)),
         "socket_connect_timeout": settings.broker_publish_timeout_s,
         "socket_timeout": settings.broker_publish_timeout_s,
     }

@@ -93,7 +93,7 @@ def primary_fields(job: ShadowJob) -> AnswerFields:
             error=str(exc),
             error_kind="invalid_response",
         )
-    return answer_fields(answer, capture.status_code, capture.latency_ms, ttft_ms)
+    return answer_fields(answer, capture.status_code, capture.latency_ms, ttft_ms, job.stream)
 
 
 def _request_for(target: Target, request: dict[str, Any], stream: bool) -> dict[str, Any]:

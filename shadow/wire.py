@@ -6,6 +6,7 @@ arrival time of each chunk, and the answer is assembled here afterwards.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,9 +42,10 @@ def parse_body(body: bytes | str) -> Answer:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidAnswer(f"answer is not JSON: {exc}") from None
-    if not isinstance(data, dict) or not data.get("choices"):
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise InvalidAnswer("answer has no choices")
-    choice = data["choices"][0]
+    choice = choices[0]
     answer = Answer(finish_reason=choice.get("finish_reason"))
     message = choice.get("message")
     if isinstance(message, dict):
@@ -69,20 +71,20 @@ class _ToolCallBuilder:
         }
 
 
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_LINE_END = re.compile(rb"\r\n|\n|\r")
+
+
 def iter_events(raw: bytes) -> list[tuple[int, bytes]]:
-    """(end offset, data) of each `data:` event in an SSE byte stream."""
+    """(offset in `raw` just past the event, data) of each `data:` event of an SSE stream."""
     events = []
     position = 0
-    normalised = raw.replace(b"\r\n", b"\n")
-    while True:
-        end = normalised.find(b"\n\n", position)
-        if end < 0:
-            break
-        block = normalised[position:end]
-        data = [line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")]
+    for match in _EVENT_END.finditer(raw):
+        block = raw[position : match.start()]
+        data = [line[5:].lstrip() for line in _LINE_END.split(block) if line.startswith(b"data:")]
         if data:
-            events.append((end, b"\n".join(data)))
-        position = end + 2
+            events.append((match.end(), b"\n".join(data)))
+        position = match.end()
     return events
 
 
@@ -109,9 +111,16 @@ def parse_stream(raw: bytes, arrivals: list[tuple[int, float]] | None = None) ->
         if isinstance(chunk.get("error"), dict):
             raise InvalidAnswer(f"error in stream: {chunk['error'].get('message')}")
         _usage(answer, chunk.get("usage"))
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            raise InvalidAnswer("stream chunk choices is not a list")
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise InvalidAnswer("stream chunk choice is not an object")
             got_token = False
             delta = choice.get("delta")
+            if delta is not None and not isinstance(delta, dict):
+                raise InvalidAnswer("stream chunk delta is not an object")
             piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
             if piece:
                 text.append(piece)
@@ -129,7 +138,7 @@ def parse_stream(raw: bytes, arrivals: list[tuple[int, float]] | None = None) ->
             if got_token:
                 answer.content_chunks += 1
                 if answer.first_token_s is None and arrivals:
-                    while arrival_index < len(arrivals) - 1 and arrivals[arrival_index][0] <= end:
+                    while arrival_index < len(arrivals) - 1 and arrivals[arrival_index][0] < end:
                         arrival_index += 1
                     answer.first_token_s = arrivals[arrival_index][1]
     if not done:

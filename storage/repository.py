@@ -17,9 +17,10 @@ def _insert_ignoring_duplicates(session: Session, model: Any, values: dict[str, 
     """INSERT … ON CONFLICT DO NOTHING; True when the row is new."""
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(model).values(**values).on_conflict_do_nothing()
-    result = session.execute(statement)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    key = next(iter(model.__table__.primary_key.columns))
+    statement = module.insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    # RETURNING rather than rowcount: psycopg reports -1 for a skipped conflicting row.
+    return session.execute(statement).first() is not None
 
 
 def _side(prefix: str, answer: AnswerFields) -> dict[str, Any]:
