@@ -21,6 +21,7 @@ from tests.conftest import config_text, distributed_settings, table_dump, wait_f
 pytestmark = pytest.mark.integration
 
 PROMPTS = load_prompts()
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 PLANTED_KEY = "sk-planted-0123456789-SECRET"
 
 
@@ -313,3 +314,20 @@ def test_max_in_flight_holds_across_worker_processes(
     )
     stats = httpx.get(f"{candidate.removesuffix('/v1')}/sim/stats").json()
     assert stats["max_in_flight"] == 3
+
+
+def test_rabbitmq_broker(simulator, proxy, worker_env, start_worker, postgres_url):
+    """The distributed mode with RabbitMQ as the broker instead of Redis."""
+    primary, candidate = simulator(), simulator()
+    config = config_text(primary, candidate, use_case="rabbit")
+    env = worker_env(config, postgres_url, SWITCHOVER_BROKER_URL=RABBITMQ_URL)
+    start_worker(env)
+    url = proxy(config, distributed_settings(env))
+    pair_ids = _send(_client(url), 8, stream_every=2)
+    assert len(pair_ids) == 8
+    wait_for(
+        lambda: (
+            sorted(p.id for p in _pairs(postgres_url) if p.use_case == "rabbit") == sorted(pair_ids)
+        ),
+        timeout=60,
+    )
