@@ -142,6 +142,11 @@ class LoadGenerator:
         self._process.start()
         child.close()
 
+    @property
+    def pid(self) -> int:
+        """The process id of the load generator."""
+        return int(self._process.pid or 0)
+
     def run(self, url: str, body: bytes, concurrency: int, warmup: int, requests: int) -> Segment:
         """Warm up, then measure `requests` requests with `concurrency` workers."""
         self._conn.send((url, body, concurrency, warmup, requests))
@@ -154,7 +159,7 @@ class LoadGenerator:
                 self._conn.send(None)
             except OSError:
                 pass
-            self._process.join(5)
+            self._process.join(2)  # mid-run it only reads the None after its segment
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(5)
@@ -246,6 +251,7 @@ class Stack:
     direct: str
     proxies: dict[str, str]
     queue: str
+    pids: dict[str, int]  # "direct" (the simulator) and each variant -> process id
 
 
 @contextmanager
@@ -283,7 +289,9 @@ def running_stack(workdir: Path) -> Iterator[Stack]:
         _wait_ready(sim, f"http://{HOST}:{sim_port}/v1/models")
         for child, url in zip(children[1:], proxies.values(), strict=True):
             _wait_ready(child, f"{url}/healthz")
-        yield Stack(f"http://{HOST}:{sim_port}", proxies, queue)
+        pids = {"direct": sim.process.pid}
+        pids.update(zip(proxies, (c.process.pid for c in children[1:]), strict=True))
+        yield Stack(f"http://{HOST}:{sim_port}", proxies, queue, pids)
     finally:
         for child in reversed(children):
             child.stop()
@@ -325,6 +333,25 @@ def _metric(base_url: str, name: str) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (or stolen by the hypervisor), all cores."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except OSError:
+        return math.nan
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_drained(base_url: str, timeout_s: float = 30.0) -> None:
     """Wait until the proxy's publisher has emptied its buffer, so it costs the next run nothing."""
     deadline = time.monotonic() + timeout_s
@@ -351,16 +378,26 @@ class Pool:
     overheads_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     errors: int = 0
+    # CPU of the server under test (simulator for direct, else the proxy), warm-up included
+    cpu_s: float = 0.0
+    served: int = 0
 
-    def add(self, segment: Segment) -> None:
+    def add(self, segment: Segment, cpu_s: float, served: int) -> None:
         self.latencies_ms += segment.latencies_ms
         self.overheads_ms += segment.overheads_ms
         self.wall_s += segment.wall_s
         self.errors += segment.errors
+        self.cpu_s += cpu_s
+        self.served += served
 
     @property
     def rps(self) -> float:
         return len(self.latencies_ms) / self.wall_s if self.wall_s else math.nan
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per request, in microseconds."""
+        return self.cpu_s / self.served * 1e6 if self.served else math.nan
 
 
 @dataclass
@@ -382,10 +419,15 @@ class Row:
     rps_ratio: float
     overhead_header_p50_ms: float
     overhead_header_p99_ms: float
+    simulator_cpu_us_per_request: float
+    proxy_cpu_us_per_request: float
+    other_processes_cpu_pct: float
     errors: int
 
 
-def _row(concurrency: int, stream: bool, variant: str, direct: Pool, proxy: Pool) -> Row:
+def _row(
+    concurrency: int, stream: bool, variant: str, direct: Pool, proxy: Pool, other_pct: float
+) -> Row:
     d50, d99 = percentile(direct.latencies_ms, 50), percentile(direct.latencies_ms, 99)
     p50, p99 = percentile(proxy.latencies_ms, 50), percentile(proxy.latencies_ms, 99)
     return Row(
@@ -404,6 +446,9 @@ def _row(concurrency: int, stream: bool, variant: str, direct: Pool, proxy: Pool
         rps_ratio=proxy.rps / direct.rps,
         overhead_header_p50_ms=percentile(proxy.overheads_ms, 50),
         overhead_header_p99_ms=percentile(proxy.overheads_ms, 99),
+        simulator_cpu_us_per_request=direct.cpu_us,
+        proxy_cpu_us_per_request=proxy.cpu_us,
+        other_processes_cpu_pct=other_pct,
         errors=direct.errors + proxy.errors,
     )
 
@@ -423,17 +468,38 @@ def measure_cell(
     pools = {name: Pool() for name in targets}
     per_round = max(1, requests // rounds)
     order = list(targets)
+    ours = [*stack.pids.values(), loadgen.pid, os.getpid()]
+    busy_before, wall_before = machine_busy_seconds(), time.monotonic()
+    ours_before = sum(cpu_seconds(pid) for pid in ours)
     for round_ in range(rounds):
         for name in order if round_ % 2 == 0 else reversed(order):
             url = f"{targets[name]}/v1/chat/completions"
-            pools[name].add(loadgen.run(url, body, concurrency, warmup, per_round))
+            cpu_before = cpu_seconds(stack.pids[name])
+            segment = loadgen.run(url, body, concurrency, warmup, per_round)
+            cpu_s = cpu_seconds(stack.pids[name]) - cpu_before
+            pools[name].add(segment, cpu_s, warmup + per_round)
             if VARIANTS.get(name):
                 _wait_drained(targets[name])
-    return [_row(concurrency, stream, name, pools["direct"], pools[name]) for name in stack.proxies]
+    ours_s = sum(cpu_seconds(pid) for pid in ours) - ours_before
+    other_s = machine_busy_seconds() - busy_before - ours_s
+    other_pct = 100 * other_s / ((time.monotonic() - wall_before) * (os.cpu_count() or 1))
+    return [
+        _row(concurrency, stream, name, pools["direct"], pools[name], max(0.0, other_pct))
+        for name in stack.proxies
+    ]
 
 
 def _mark(value: float, target: float) -> str:
     return "ok" if value <= target else "OVER"
+
+
+NOTES = """
+latency: time to the last byte, client side; added: proxy - direct; ratio: proxy rps / direct rps
+hdr overhead: the proxy's own x-switchover-overhead-ms header
+cpu us/req: CPU time of the simulator (direct runs) and of the proxy process per request
+other cpu %: share of the machine used by processes outside the benchmark (skews the figures)
+At concurrency 50 and 200 the closed loop saturates the proxy, so the added latency there is
+mostly queueing: concurrency / proxy rps - concurrency / direct rps."""
 
 
 def print_table(rows: list[Row]) -> None:
@@ -442,29 +508,32 @@ def print_table(rows: list[Row]) -> None:
         f"\ntargets: added latency ≤ {TARGET_ADDED_P50_MS} ms at p50, "
         f"≤ {TARGET_ADDED_P99_MS} ms at p99 (not asserted)\n"
     )
-    header = (
-        f"{'conc':>4} {'stream':>6} {'variant':<17}"
-        f" {'direct p50':>10} {'p99':>7} {'proxy p50':>10} {'p99':>7}"
-        f" {'added p50':>10} {'':4} {'added p99':>10} {'':4}"
-        f" {'rps direct':>10} {'proxy':>7} {'ratio':>6}"
-        f" {'hdr p50':>8} {'p99':>7} {'err':>4}"
+    groups = (
+        f"{'':29}|{'direct ms':^16}|{'proxy ms':^16}|{'added ms':^26}|{'throughput rps':^20}"
+        f"|{'hdr overhead ms':^15}|{'cpu us/req':^13}|{'other':^6}|"
     )
+    header = (
+        f"{'conc':>4} {'stream':>6} {'variant':<17}|{'p50':>7} {'p99':>8}|{'p50':>7} {'p99':>8}"
+        f"|{'p50':>7} {'(≤0.5)':<4} {'p99':>8} {'(≤2)':<4}|{'direct':>7} {'proxy':>6} {'ratio':>5}"
+        f"|{'p50':>7} {'p99':>7}|{'sim':>6} {'proxy':>6}|{'cpu %':>6}| err"
+    )
+    print(groups)
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r.concurrency:>4} {'yes' if r.stream else 'no':>6} {r.variant:<17}"
-            f" {r.direct_p50_ms:>10.3f} {r.direct_p99_ms:>7.3f}"
-            f" {r.proxy_p50_ms:>10.3f} {r.proxy_p99_ms:>7.3f}"
-            f" {r.added_p50_ms:>10.3f} {_mark(r.added_p50_ms, TARGET_ADDED_P50_MS):4}"
-            f" {r.added_p99_ms:>10.3f} {_mark(r.added_p99_ms, TARGET_ADDED_P99_MS):4}"
-            f" {r.direct_rps:>10.0f} {r.proxy_rps:>7.0f} {r.rps_ratio:>6.2f}"
-            f" {r.overhead_header_p50_ms:>8.3f} {r.overhead_header_p99_ms:>7.3f} {r.errors:>4}"
+            f"|{r.direct_p50_ms:>7.3f} {r.direct_p99_ms:>8.3f}"
+            f"|{r.proxy_p50_ms:>7.3f} {r.proxy_p99_ms:>8.3f}"
+            f"|{r.added_p50_ms:>7.3f} {_mark(r.added_p50_ms, TARGET_ADDED_P50_MS):<6}"
+            f" {r.added_p99_ms:>8.3f} {_mark(r.added_p99_ms, TARGET_ADDED_P99_MS):<4}"
+            f"|{r.direct_rps:>7.0f} {r.proxy_rps:>6.0f} {r.rps_ratio:>5.2f}"
+            f"|{r.overhead_header_p50_ms:>7.3f} {r.overhead_header_p99_ms:>7.3f}"
+            f"|{r.simulator_cpu_us_per_request:>6.0f} {r.proxy_cpu_us_per_request:>6.0f}"
+            f"|{r.other_processes_cpu_pct:>6.1f}"
+            f"|{r.errors:>4}"
         )
-    print(
-        "\nlatencies in ms (time to last byte, client side); added = proxy - direct;"
-        " hdr = the proxy's own x-switchover-overhead-ms; ratio = proxy rps / direct rps"
-    )
+    print(NOTES)
 
 
 def _parse_args() -> argparse.Namespace:
@@ -473,7 +542,7 @@ def _parse_args() -> argparse.Namespace:
         "--requests",
         type=int,
         default=None,
-        help="measured requests per target and cell, pooled over the rounds (default 4000)",
+        help="measured requests per target and cell, pooled over the rounds (default 10000)",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
@@ -493,7 +562,7 @@ def main() -> int:
     """Run the benchmark, print the table, write the JSON."""
     args = _parse_args()
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    requests = args.requests or (300 if args.quick else 4000)
+    requests = args.requests or (300 if args.quick else 10_000)
     rounds = 1 if args.quick else 2
     levels = [int(c) for c in args.concurrency.split(",")]
     try:
@@ -502,6 +571,9 @@ def main() -> int:
         print(f"Redis is needed at {BROKER_URL}: {exc}", file=sys.stderr)
         return 2
 
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        print(f"note: load average {load_before:.2f} before starting; other work skews the figures")
     rows: list[Row] = []
     shadow: dict[str, float] = {}
     started = time.monotonic()
@@ -535,7 +607,7 @@ def main() -> int:
         f" ({shadow['in_redis_queue']} found in the queue), {shadow['dropped']:.0f} dropped"
     )
     elapsed = time.monotonic() - started
-    print(f"total {elapsed:.0f} s")
+    print(f"total {elapsed:.0f} s; 1-minute load average {load_before:.2f} before the run")
     result = {
         "benchmark": "proxy_overhead",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -543,6 +615,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_before": load_before,
         },
         "settings": {
             "requests_per_target_and_cell": requests,
@@ -564,4 +637,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+        sys.exit(130)

@@ -15,6 +15,8 @@ wanted=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "bootstrap: installing Switchover and its dependencies into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
+  # The CPU build of torch first: left to choose, pip would fetch a CUDA build of gigabytes.
+  .venv/bin/python -m pip install --quiet torch==2.13.0
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   echo "$wanted" > "$stamp"
 fi

@@ -8,6 +8,11 @@ from typing import Any
 
 from celery import Celery
 
+from criteria.tasks import EVALUATE_ALL
+from evaluators.pair import Deployment
+from evaluators.runtime import configure
+from evaluators.tasks import SCORE_PAIRS
+from shadow.config import SwitchoverConfig
 from shadow.settings import Settings, get_settings
 
 EMBEDDED_BROKER = "memory://localhost/"
@@ -29,7 +34,11 @@ def create_celery(settings: Settings) -> Celery:
     if settings.embedded:
         transport_options = {"polling_interval": 0.05}
     app.conf.update(
-        include=["shadow.tasks"],
+        include=["shadow.tasks", "criteria.tasks", "evaluators.tasks"],
+        task_routes={SCORE_PAIRS: {"queue": settings.scoring_queue_name}},
+        beat_schedule={
+            "evaluate-readiness": {"task": EVALUATE_ALL, "schedule": settings.evaluate_every_s}
+        },
         task_default_queue=settings.queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -54,6 +63,18 @@ def create_celery(settings: Settings) -> Celery:
 celery_app = create_celery(get_settings())
 
 
+def configure_evaluators(config: SwitchoverConfig) -> None:
+    """Hand the `evaluators:` section and the candidates' deployments to the scoring."""
+    deployments = {}
+    for name, use_case in config.use_cases.items():
+        deployment = config.upstreams[use_case.candidate.upstream].deployment
+        if deployment is not None:
+            # Per replica, like the capacity a replay measures.
+            hourly = deployment.hourly_usd * deployment.gpu_count
+            deployments[name] = Deployment(hourly_usd=hourly)
+    configure(config.evaluators, deployments)
+
+
 class EmbeddedWorker:
     """A thread-pool Celery worker running in a thread of the server process."""
 
@@ -75,10 +96,13 @@ def start_embedded_worker(app: Celery, settings: Settings) -> EmbeddedWorker:
     """Run a thread-pool worker inside this process (embedded mode)."""
     import shadow.tasks  # noqa: F401 - registers the tasks with every app
 
+    # Pool threads run tasks from the default app's registry, and a task's own `self.app`
+    # publishes its follow-ups (scoring, retries): that must be this worker's app.
+    app.set_default()
     worker = app.WorkController(
         pool_cls="threads",
         concurrency=settings.embedded_worker_concurrency,
-        queues=[settings.queue],
+        queues=[settings.queue, settings.scoring_queue_name],
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,

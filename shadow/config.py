@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from evaluators.config import EvaluatorsConfig
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 DEFAULT_USE_CASE = "default"
@@ -30,6 +32,7 @@ class Deployment(BaseModel):
     replicas: int = Field(1, ge=1)
     ops_hours_per_week: float = Field(0, ge=0)
     engineer_hourly_usd: float = Field(0, ge=0)
+    headroom: float = Field(0.3, ge=0, description="spare capacity kept when sizing replicas")
 
 
 class Upstream(BaseModel):
@@ -88,6 +91,7 @@ class SwitchoverConfig(BaseModel):
 
     upstreams: dict[str, Upstream]
     use_cases: dict[str, UseCase]
+    evaluators: EvaluatorsConfig = EvaluatorsConfig()
 
     @model_validator(mode="after")
     def _targets_name_known_upstreams(self) -> SwitchoverConfig:

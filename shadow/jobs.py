@@ -32,3 +32,4 @@ class ShadowJob(BaseModel):
     stream: bool
     client_auth: bool
     primary: PrimaryCapture
+    feature: str | None = None

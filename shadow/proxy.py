@@ -7,19 +7,22 @@ the calls, and streamed chunks go to the client as they arrive.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
 import orjson
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from shadow.config import SwitchoverConfig, Upstream, UseCase
 from shadow.jobs import PrimaryCapture, ShadowJob
@@ -29,6 +32,7 @@ from shadow.mirror import Mirror
 log = logging.getLogger(__name__)
 
 USE_CASE_HEADER = "x-switchover-use-case"
+FEATURE_HEADER = "x-switchover-feature"
 # Request headers that are about this hop, or that the proxy sets itself.
 _DROP_REQUEST = frozenset(
     {
@@ -43,6 +47,7 @@ _DROP_REQUEST = frozenset(
         "accept-encoding",
         "authorization",
         USE_CASE_HEADER,
+        FEATURE_HEADER,
     }
 )
 _DROP_RESPONSE = frozenset(
@@ -80,6 +85,24 @@ class _StreamState:
     chunks: list[bytes] = field(default_factory=list)
     arrivals: list[tuple[int, float]] = field(default_factory=list)
     complete: bool = False
+    client_gone: bool = False
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """What a mirrored request needs once its answer is complete."""
+
+    pair_id: str
+    use_case: str
+    endpoint: str
+    received_at: float
+    body: bytes
+    stream: bool
+    client_auth: bool
+    feature: str | None
+    status: int
+    request_id: str | None
+    first_byte_s: float
 
 
 class Proxy:
@@ -123,19 +146,14 @@ class Proxy:
         return self._routes[name] if name else None
 
     @staticmethod
-    def _forward_headers(
-        request: Request, route: _Route
-    ) -> tuple[dict[str, str], bool, str | None]:
-        """Headers for the upstream, whether the client's own key was used, the use-case header."""
+    def _forward_headers(request: Request, route: _Route) -> tuple[dict[str, str], bool]:
+        """Headers for the upstream, and whether the client's own key was used."""
         headers = {"accept-encoding": "identity"}
         client_auth = None
-        use_case_header = None
         for raw_name, raw_value in request.scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             if name == "authorization":
                 client_auth = raw_value.decode("latin-1")
-            elif name == USE_CASE_HEADER:
-                use_case_header = raw_value.decode("latin-1")
             elif name not in _DROP_REQUEST:
                 headers[name] = raw_value.decode("latin-1")
         key = route.upstream.api_key()
@@ -143,7 +161,7 @@ class Proxy:
             headers["authorization"] = f"Bearer {key}"
         elif client_auth:
             headers["authorization"] = client_auth
-        return headers, key is None and client_auth is not None, use_case_header
+        return headers, key is None and client_auth is not None
 
     async def _read_body(self, request: Request) -> bytes | Response:
         declared = request.headers.get("content-length")
@@ -174,7 +192,7 @@ class Proxy:
             return Response(
                 orjson.dumps({"object": "list", "data": data}), media_type="application/json"
             )
-        headers, _, _ = self._forward_headers(request, route)
+        headers, _ = self._forward_headers(request, route)
         try:
             upstream_started = time.perf_counter()
             async with route.session.get(f"{route.url_base}/models", headers=headers) as response:
@@ -185,9 +203,14 @@ class Proxy:
         out = self._response_headers(response, started, upstream_s)
         return Response(content, status_code=response.status, headers=out)
 
-    async def completions(self, request: Request, endpoint: str) -> Response:
-        """Forward a chat or text completion and mirror a sample of the answered ones."""
-        started = time.perf_counter()
+    async def completions(
+        self, request: Request, endpoint: str, started: float | None = None
+    ) -> Response:
+        """Forward a chat or text completion and mirror a sample of the answered ones.
+
+        `started` is when the request reached the application (the overhead clock).
+        """
+        started = started or time.perf_counter()
         received_at = time.time()
         body = await self._read_body(request)
         if isinstance(body, Response):
@@ -220,7 +243,8 @@ class Proxy:
                 "use_case_not_found",
                 "model",
             )
-        headers, client_auth, _ = self._forward_headers(request, route)
+        headers, client_auth = self._forward_headers(request, route)
+        feature = request.headers.get(FEATURE_HEADER)
         stream = payload.get("stream") is True
         pair_id = None
         if self._mirror is not None and self._rng.random() < route.use_case.shadow.sample_rate:
@@ -234,95 +258,58 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._upstream_failed(exc, route.use_case_name, endpoint)
         first_byte_s = time.perf_counter() - started
-        is_stream = (
-            stream and response.status == 200 and response.content_type == "text/event-stream"
-        )
-        if not is_stream:
+        sample = None
+        if pair_id is not None and 200 <= response.status < 300:
+            sample = _Sample(
+                pair_id=pair_id,
+                use_case=route.use_case_name,
+                endpoint=endpoint,
+                received_at=received_at,
+                body=body,
+                stream=stream,
+                client_auth=client_auth,
+                feature=feature,
+                status=response.status,
+                request_id=response.headers.get("x-request-id"),
+                first_byte_s=first_byte_s,
+            )
+        REQUESTS.labels(route.use_case_name, endpoint, str(response.status)).inc()
+        if not (stream and response.status == 200 and response.content_type == "text/event-stream"):
             try:
                 content = await response.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 return self._upstream_failed(exc, route.use_case_name, endpoint)
             finally:
                 response.release()
-            upstream_s = time.perf_counter() - upstream_started
-            ok = 200 <= response.status < 300
-            if not ok:
-                pair_id = None
-            out = self._response_headers(response, started, upstream_s, pair_id)
-            REQUESTS.labels(route.use_case_name, endpoint, str(response.status)).inc()
+            out = self._response_headers(
+                response, started, time.perf_counter() - upstream_started, sample
+            )
             background = None
-            if pair_id is not None:
-                capture = PrimaryCapture(
-                    status_code=response.status,
-                    body=content.decode("utf-8", "replace"),
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    first_byte_ms=first_byte_s * 1000,
-                    request_id=response.headers.get("x-request-id"),
-                )
-                job = self._job(
-                    pair_id, route, endpoint, received_at, body, stream, client_auth, capture
-                )
-                background = BackgroundTask(self._submit, job)
+            if sample is not None:
+                latency_ms = (time.perf_counter() - started) * 1000
+                background = BackgroundTask(self._mirror_answer, sample, content, latency_ms)
             return Response(
                 content, status_code=response.status, headers=out, background=background
             )
-
-        upstream_s = time.perf_counter() - upstream_started
-        out = self._response_headers(response, started, upstream_s, pair_id)
-        REQUESTS.labels(route.use_case_name, endpoint, str(response.status)).inc()
-        state = _StreamState()
-        background = None
-        if pair_id is not None:
-            background = BackgroundTask(
-                self._submit_stream,
-                state,
-                pair_id,
-                route,
-                endpoint,
-                received_at,
-                body,
-                client_auth,
-                response,
-                started,
-                first_byte_s,
-            )
-        return StreamingResponse(
-            self._relay(response, state, started),
-            status_code=response.status,
-            headers=out,
-            background=background,
+        out = self._response_headers(
+            response, started, time.perf_counter() - upstream_started, sample
         )
-
-    @staticmethod
-    async def _relay(
-        response: aiohttp.ClientResponse, state: _StreamState, started: float
-    ) -> AsyncIterator[bytes]:
-        received = 0
-        try:
-            async for chunk in response.content.iter_any():
-                received += len(chunk)
-                state.chunks.append(chunk)
-                state.arrivals.append((received, time.perf_counter() - started))
-                yield chunk
-            state.complete = True
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("primary stream broke off: %s", exc)
-        finally:
-            response.release()
+        on_complete = partial(self._mirror_stream, sample) if sample is not None else None
+        return RelayResponse(response, out, started, on_complete)
 
     def _response_headers(
         self,
         response: aiohttp.ClientResponse,
         started: float,
         upstream_s: float,
-        pair_id: str | None = None,
+        sample: _Sample | None = None,
     ) -> dict[str, str]:
         out = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE}
         overhead_s = time.perf_counter() - started - upstream_s
         OVERHEAD.observe(overhead_s)
         out["x-switchover-overhead-ms"] = f"{overhead_s * 1000:.3f}"
-        if pair_id is not None:
-            out["x-switchover-pair-id"] = pair_id
+        if sample is not None:
+            out["x-switchover-pair-id"] = sample.pair_id
         return out
 
     def _upstream_failed(
@@ -337,55 +324,103 @@ class Proxy:
             REQUESTS.labels(use_case, endpoint, str(status)).inc()
         return openai_error(status, message, "upstream_error", code)
 
-    @staticmethod
-    def _job(
-        pair_id: str,
-        route: _Route,
-        endpoint: str,
-        received_at: float,
-        body: bytes,
-        stream: bool,
-        client_auth: bool,
-        capture: PrimaryCapture,
-    ) -> ShadowJob:
-        return ShadowJob(
-            pair_id=pair_id,
-            use_case=route.use_case_name,
-            endpoint=endpoint,
-            received_at=received_at,
-            request_body=body.decode("utf-8", "replace"),
-            stream=stream,
-            client_auth=client_auth,
-            primary=capture,
-        )
-
-    def _submit(self, job: ShadowJob) -> None:
-        assert self._mirror is not None
-        self._mirror.submit(job)
-
-    def _submit_stream(
-        self,
-        state: _StreamState,
-        pair_id: str,
-        route: _Route,
-        endpoint: str,
-        received_at: float,
-        body: bytes,
-        client_auth: bool,
-        response: aiohttp.ClientResponse,
-        started: float,
-        first_byte_s: float,
-    ) -> None:
-        if not state.complete:
-            return
+    async def _mirror_answer(self, sample: _Sample, content: bytes, latency_ms: float) -> None:
+        """After a complete non-streamed answer: hand the pair to the mirror (never blocks)."""
         capture = PrimaryCapture(
-            status_code=response.status,
+            status_code=sample.status,
+            body=content.decode("utf-8", "replace"),
+            latency_ms=latency_ms,
+            first_byte_ms=sample.first_byte_s * 1000,
+            request_id=sample.request_id,
+        )
+        self._submit(sample, capture)
+
+    def _mirror_stream(self, sample: _Sample, state: _StreamState) -> None:
+        """After a complete stream: the same, with the arrival time of every chunk."""
+        capture = PrimaryCapture(
+            status_code=sample.status,
             body=b"".join(state.chunks).decode("utf-8", "replace"),
-            latency_ms=(state.arrivals[-1][1] if state.arrivals else first_byte_s) * 1000,
-            first_byte_ms=first_byte_s * 1000,
-            request_id=response.headers.get("x-request-id"),
+            latency_ms=(state.arrivals[-1][1] if state.arrivals else sample.first_byte_s) * 1000,
+            first_byte_ms=sample.first_byte_s * 1000,
+            request_id=sample.request_id,
             arrivals=state.arrivals,
         )
-        self._submit(
-            self._job(pair_id, route, endpoint, received_at, body, True, client_auth, capture)
+        self._submit(sample, capture)
+
+    def _submit(self, sample: _Sample, capture: PrimaryCapture) -> None:
+        assert self._mirror is not None
+        self._mirror.submit(
+            ShadowJob(
+                pair_id=sample.pair_id,
+                use_case=sample.use_case,
+                endpoint=sample.endpoint,
+                received_at=sample.received_at,
+                request_body=sample.body.decode("utf-8", "replace"),
+                stream=sample.stream,
+                client_auth=sample.client_auth,
+                primary=capture,
+                feature=sample.feature,
+            )
         )
+
+
+class RelayResponse(Response):
+    """Streams the primary's chunks to the client as they arrive.
+
+    Lighter than Starlette's StreamingResponse (no task group per response): one watcher task
+    notices a client that goes away and closes the upstream stream, so the API stops
+    generating an answer nobody reads.
+    """
+
+    def __init__(
+        self,
+        upstream: aiohttp.ClientResponse,
+        headers: dict[str, str],
+        started: float,
+        on_complete: Callable[[_StreamState], None] | None,
+    ) -> None:
+        # Deliberately not Response.__init__: there is no body to render, only chunks to relay.
+        self.status_code = upstream.status
+        self.background = None
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self._upstream = upstream
+        self._started = started
+        self._on_complete = on_complete
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = _StreamState()
+        upstream = self._upstream
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            state.client_gone = True
+            upstream.close()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            received = 0
+            async for chunk in upstream.content.iter_any():
+                received += len(chunk)
+                state.chunks.append(chunk)
+                state.arrivals.append((received, time.perf_counter() - self._started))
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            state.complete = not state.client_gone
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if not state.client_gone:
+                log.warning("primary stream broke off: %s", exc)
+        finally:
+            watcher.cancel()
+            upstream.release()
+        if state.complete and self._on_complete is not None:
+            self._on_complete(state)

@@ -159,6 +159,7 @@ def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate | None:
         id=job.pair_id,
         use_case=job.use_case,
         endpoint=job.endpoint,
+        feature=job.feature,
         stream=job.stream,
         created_at=datetime.fromtimestamp(job.received_at, UTC),
         request_body=job.request_body,

@@ -32,13 +32,22 @@ class Settings(BaseSettings):
         900, ge=1, description="redis: how long a job taken by a dead worker waits to come back"
     )
     queue: str = Field("switchover.shadow", description="Celery queue of the shadow jobs")
+    scoring_queue: str | None = Field(
+        None, description="Celery queue of the scoring jobs; default: the queue + `.scoring`"
+    )
     worker_concurrency: int = Field(16, ge=1)
     embedded_worker_concurrency: int = Field(8, ge=1)
+    evaluate_every_s: float = Field(60.0, gt=0, description="how often verdicts are re-evaluated")
 
     @property
     def embedded(self) -> bool:
         """True when no broker is configured: broker and worker run inside the server."""
         return self.broker_url is None
+
+    @property
+    def scoring_queue_name(self) -> str:
+        """The queue scoring jobs go to, apart from the shadow jobs."""
+        return self.scoring_queue or f"{self.queue}.scoring"
 
     @property
     def limiter_redis_url(self) -> str | None:
@@ -55,6 +64,11 @@ class Settings(BaseSettings):
             return self.config
         local = Path("switchover.yaml")
         return local if local.exists() else None
+
+    def config_dir(self) -> Path | None:
+        """Where relative paths in the configuration (criteria files) start from."""
+        path = self.config_path()
+        return path.resolve().parent if path is not None else None
 
     def load_config(self) -> SwitchoverConfig:
         """The validated configuration (the bundled default when no file is configured)."""

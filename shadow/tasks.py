@@ -8,6 +8,7 @@ from typing import Any
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from evaluators.tasks import enqueue_scoring
 from shadow.jobs import ShadowJob
 from shadow.service import get_runtime, measure_pair
 from storage.db import session_scope
@@ -57,4 +58,16 @@ def mirror_pair(
         raise self.retry(
             args=(job, pair.model_dump(mode="json")), countdown=countdown, exc=exc
         ) from exc
-    return "stored" if inserted else "duplicate"
+    if not inserted:
+        return "duplicate"
+    try:
+        enqueue_scoring(self.app, pair.id)
+    except Exception:
+        # The pair is stored; retrying would only find it stored and never score it.
+        log.exception(
+            "pair %s stored but not queued for scoring; `switchover rescore --use-case %s "
+            "--unscored` scores it",
+            pair.id,
+            pair.use_case,
+        )
+    return "stored"

@@ -63,6 +63,9 @@ class RequestPair(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     use_case: Mapped[str] = mapped_column(ForeignKey("use_cases.name", ondelete="CASCADE"))
     endpoint: Mapped[str] = mapped_column(String(40))
+    feature: Mapped[str | None] = mapped_column(
+        String(200), comment="feature tag from X-Switchover-Feature, for criteria segments"
+    )
     stream: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(comment="when the proxy received the request")
@@ -161,3 +164,33 @@ class Decision(Base):
     evaluated_at: Mapped[datetime] = mapped_column(default=utcnow)
     pairs: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ApiToken(Base):
+    """A bearer token of the readiness API; only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CapacityRun(Base):
+    """A replay load test of a use case's candidate (`switchover replay`)."""
+
+    __tablename__ = "capacity_runs"
+    __table_args__ = (Index("ix_capacity_runs_use_case_started_at", "use_case", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    use_case: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+    target: Mapped[str] = mapped_column(String(500), comment="candidate base URL and model")
+    slo_quantile: Mapped[float] = mapped_column(Float)
+    slo_ms: Mapped[float] = mapped_column(Float)
+    error_limit: Mapped[float] = mapped_column(Float)
+    rps_at_slo: Mapped[float | None] = mapped_column(Float)
+    steps: Mapped[list[Any]] = mapped_column(JSON)

@@ -30,6 +30,7 @@ class PairCreate(BaseModel):
     id: str
     use_case: str
     endpoint: str
+    feature: str | None = None
     stream: bool
     created_at: datetime
     request_body: str | None

@@ -266,3 +266,20 @@ def test_health_readiness_and_metrics(setup):
         "switchover_shadow_dropped_total" in metrics
         or "switchover_shadow_enqueued_total" in metrics
     )
+
+
+def test_a_client_leaving_mid_stream_stops_the_primary_and_mirrors_nothing(setup):
+    """The API stops generating an answer nobody reads; a cut-off answer is no pair."""
+    _, jobs, url, primary = setup(primary_options={"tokens_per_s": 5})
+    stats = f"{primary.removesuffix('/v1')}/sim/stats"
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": _messages(SUPPORT), "stream": True},
+        timeout=30,
+    ) as response:
+        chunks = response.iter_raw()  # kept: a dropped iterator closes the connection at once
+        assert next(chunks).startswith(b"data:")
+        assert httpx.get(stats).json()["in_flight"] == 1
+    wait_for(lambda: httpx.get(stats).json()["in_flight"] == 0, timeout=10)
+    assert jobs == []

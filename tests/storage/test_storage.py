@@ -13,7 +13,16 @@ from storage.models import Base, NoiseReask, RequestPair
 from storage.repository import count_pairs, get_noise, insert_pair, list_pairs
 from storage.schemas import AnswerFields, PairCreate
 
-TABLES = {"use_cases", "request_pairs", "noise_reasks", "scores", "criteria_versions", "decisions"}
+TABLES = {
+    "use_cases",
+    "request_pairs",
+    "noise_reasks",
+    "scores",
+    "criteria_versions",
+    "decisions",
+    "api_tokens",
+    "capacity_runs",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,0 +1,182 @@
+"""Always-valid confidence sequences: intervals that may be looked at after every request.
+
+A confidence sequence (C_t) covers the true value at *every* t at once with probability at
+least 1 - alpha, so checking the verdict continuously and stopping when it looks good does not
+inflate the chance of a wrong GO (Howard, Ramdas, McAuliffe & Sekhon 2021, "Time-uniform,
+nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49(2)).
+
+No well-kept Python library offers these for our Python: `confseq` (Howard & Waudby-Smith)
+does not build here and `expectation` needs Python >= 3.12; scipy and statsmodels only have
+fixed-n intervals. So the two constructions below are written out, each next to its reference:
+
+- proportions (and quantiles, through the indicator X <= T): the beta-binomial mixture
+  martingale (Robbins 1970; Howard et al. 2021, §3.2), exact for Bernoulli data and therefore
+  valid near rates of 0 and 1, where normal approximations fail;
+- means of bounded values: the predictable plug-in empirical-Bernstein confidence sequence
+  (Waudby-Smith & Ramdas 2024, "Estimating means of bounded random variables by betting",
+  JRSS-B 86(1), Theorem 2 / eq. (13)), which adapts to the variance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import brentq
+from scipy.special import betaln
+
+# Prior Beta(1/2, 1/2) of the mixture: Jeffreys, symmetric, puts weight near 0 and 1.
+_PRIOR_A = 0.5
+_PRIOR_B = 0.5
+# Truncation of the betting fractions in PrPl-EB (the paper uses 1/2 or 3/4).
+_LAMBDA_MAX = 0.5
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A confidence interval at the current sample size (bounds may be infinite)."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+
+def log_mixture(k: NDArray[np.float64] | float, n: int, p: float) -> NDArray[np.float64] | float:
+    """log M_n(p): the beta-binomial mixture martingale for k successes in n trials.
+
+    M_n(p) = B(a + k, b + n - k) / B(a, b) / (p^k (1 - p)^(n - k)) is a nonnegative
+    martingale with M_0 = 1 when the true rate is p, so by Ville's inequality
+    P(exists n: M_n(p) >= 1/alpha) <= alpha. {p : M_n(p) < 1/alpha} is the confidence sequence.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_likelihood = np.where(k > 0, k * np.log(p), 0.0) + np.where(
+            n - k > 0, (n - k) * np.log1p(-p), 0.0
+        )
+    return betaln(_PRIOR_A + k, _PRIOR_B + n - k) - betaln(_PRIOR_A, _PRIOR_B) - log_likelihood  # type: ignore[no-any-return]
+
+
+def proportion_rejects(k: int, n: int, p: float, alpha: float) -> bool:
+    """Whether the rate p is outside the confidence sequence after k successes in n."""
+    if p <= 0:
+        return k > 0
+    if p >= 1:
+        return k < n
+    return float(log_mixture(k, n, p)) >= math.log(1 / alpha)
+
+
+def proportion_interval(k: int, n: int, alpha: float) -> Interval:
+    """The confidence sequence for a rate, at k successes in n trials."""
+    if n == 0:
+        return Interval(math.nan, 0.0, 1.0, 0)
+    estimate = k / n
+    level = math.log(1 / alpha)
+
+    def excess(p: float) -> float:
+        return float(log_mixture(k, n, p)) - level
+
+    low = 0.0
+    if k > 0 and excess(1e-15) > 0:
+        low = brentq(excess, 1e-15, estimate) if estimate < 1 else brentq(excess, 1e-15, 1 - 1e-15)
+    high = 1.0
+    if k < n and excess(1 - 1e-15) > 0:
+        high = brentq(excess, max(estimate, 1e-15), 1 - 1e-15)
+    return Interval(estimate, float(low), float(high), n)
+
+
+def mean_interval_path(x: FloatArray, alpha: float) -> tuple[FloatArray, FloatArray]:
+    """PrPl-EB bounds after each observation, for values already scaled to [0, 1].
+
+    With mu_t = (1/2 + sum x_i) / (t + 1), sigma2_t = (1/4 + sum (x_i - mu_i)^2) / (t + 1),
+    lambda_t = min(sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t))), 1/2),
+    v_t = 4 (x_t - mu_{t-1})^2 and psi(l) = (-log(1 - l) - l) / 4, the interval at t is
+    sum(lambda x) / sum(lambda) -/+ (log(2/alpha) + sum(v psi(lambda))) / sum(lambda).
+    """
+    n = len(x)
+    t = np.arange(1, n + 1, dtype=np.float64)
+    mu = (0.5 + np.cumsum(x)) / (t + 1)
+    sigma2 = (0.25 + np.cumsum((x - mu) ** 2)) / (t + 1)
+    mu_prev = np.concatenate(([0.5], mu[:-1]))
+    sigma2_prev = np.concatenate(([0.25], sigma2[:-1]))
+    log_term = math.log(2 / alpha)
+    lam = np.minimum(np.sqrt(2 * log_term / (sigma2_prev * t * np.log1p(t))), _LAMBDA_MAX)
+    v = 4 * (x - mu_prev) ** 2
+    psi = (-np.log1p(-lam) - lam) / 4
+    weight = np.cumsum(lam)
+    centre = np.cumsum(lam * x) / weight
+    radius = (log_term + np.cumsum(v * psi)) / weight
+    return centre - radius, centre + radius
+
+
+def mean_interval(values: FloatArray, low: float, high: float, alpha: float) -> Interval:
+    """The confidence sequence for the mean of values in [low, high], in arrival order.
+
+    The running intersection of the bounds is reported: it is as valid and never widens.
+    """
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, low, high, 0)
+    span = high - low
+    scaled = np.clip((values - low) / span, 0.0, 1.0)
+    lower, upper = mean_interval_path(scaled, alpha)
+    lo = max(float(np.max(lower)), 0.0)
+    hi = min(float(np.min(upper)), 1.0)
+    lo = min(lo, hi)
+    return Interval(float(np.mean(values)), low + lo * span, low + hi * span, n)
+
+
+def quantile_interval(values: FloatArray, q: float, alpha: float) -> Interval:
+    """The confidence sequence for the q-quantile, by inverting the one for P(X <= v).
+
+    The quantile is above v when P(X <= v) < q is established and at most v when
+    P(X <= v) >= q is; over the order statistics this gives the interval's ends.
+    """
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, -math.inf, math.inf, 0)
+    ordered = np.sort(values)
+    k = np.arange(0, n + 1, dtype=np.float64)
+    rejected = np.asarray(log_mixture(k, n, q)) >= math.log(1 / alpha)
+    below = np.nonzero(rejected & (k / n < q) & (k >= 1))[0]
+    above = np.nonzero(rejected & (k / n > q) & (k >= 1))[0]
+    low = float(ordered[int(below.max()) - 1]) if below.size else -math.inf
+    high = float(ordered[int(above.min()) - 1]) if above.size else math.inf
+    estimate = float(ordered[max(0, math.ceil(q * n) - 1)])
+    return Interval(estimate, low, high, n)
+
+
+def samples_needed(interval: Interval, threshold: float, cap: int = 10**9) -> int | None:
+    """Roughly how many samples in total until the interval clears the threshold.
+
+    The half-width of these sequences shrinks about like sqrt(log(n) / n); the estimate is
+    assumed to stay where it is. None when it sits on the threshold (no sample size decides).
+    """
+    n = interval.n
+    gap = abs(interval.estimate - threshold)
+    half = (interval.high - interval.low) / 2
+    if n == 0 or not math.isfinite(half) or gap == 0 or math.isnan(gap):
+        return None
+    if half <= gap:
+        return n
+
+    def width(m: float) -> float:
+        return half * math.sqrt((n / m) * (math.log1p(m) / math.log1p(n)))
+
+    high = n * 2
+    while width(high) > gap:
+        high *= 2
+        if high > cap:
+            return None
+    low = n
+    while high - low > max(1, low // 100):
+        mid = (low + high) // 2
+        if width(mid) > gap:
+            low = mid
+        else:
+            high = mid
+    return high

@@ -1,0 +1,1 @@
+"""The dashboard's pages (run by Streamlit's navigation, not imported)."""

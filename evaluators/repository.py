@@ -1,0 +1,122 @@
+"""Queries of the scoring: pairs to score, scores written once or replaced. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, distinct, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.models import CapacityRun, NoiseReask, RequestPair, Score, utcnow
+
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load_pairs(
+    session: Session, pair_ids: Sequence[str]
+) -> list[tuple[RequestPair, NoiseReask | None]]:
+    """The stored pairs among `pair_ids` with their noise re-asks, in the order asked."""
+    found: dict[str, tuple[RequestPair, NoiseReask | None]] = {}
+    for chunk in _chunks(pair_ids):
+        query = (
+            select(RequestPair, NoiseReask)
+            .outerjoin(NoiseReask, NoiseReask.pair_id == RequestPair.id)
+            .where(RequestPair.id.in_(chunk))
+        )
+        for pair, noise in session.execute(query).tuples():
+            found[pair.id] = (pair, noise)
+    return [found[pair_id] for pair_id in pair_ids if pair_id in found]
+
+
+def scored_pair_ids(session: Session, pair_ids: Sequence[str]) -> set[str]:
+    """Those of `pair_ids` that already have scores."""
+    scored: set[str] = set()
+    for chunk in _chunks(pair_ids):
+        query = select(Score.pair_id).where(Score.pair_id.in_(chunk)).distinct()
+        scored.update(session.scalars(query))
+    return scored
+
+
+def insert_scores(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert score rows, skipping any (pair, metric) already stored; how many were new."""
+    if not rows:
+        return 0
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    inserted = 0
+    for chunk in _chunks(rows):
+        statement = (
+            module.insert(Score)
+            .values([{"created_at": now, **row} for row in chunk])
+            .on_conflict_do_nothing(index_elements=["pair_id", "metric"])
+            # RETURNING rather than rowcount: psycopg reports -1 for skipped conflicting rows.
+            .returning(Score.id)
+        )
+        inserted += len(session.execute(statement).all())
+    return inserted
+
+
+def delete_scores(
+    session: Session, pair_ids: Sequence[str], metrics: Sequence[str] | None = None
+) -> int:
+    """Remove the scores of `pair_ids` (only `metrics`, when given); how many went."""
+    removed = 0
+    for chunk in _chunks(pair_ids):
+        statement = delete(Score).where(Score.pair_id.in_(chunk))
+        if metrics is not None:
+            statement = statement.where(Score.metric.in_(metrics))
+        removed += session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+    return removed
+
+
+def pair_ids_for(
+    session: Session,
+    use_case: str,
+    since: datetime | None = None,
+    unscored: bool = False,
+) -> list[str]:
+    """Ids of a use case's pairs, oldest first (received after `since`; only unscored ones)."""
+    query = select(RequestPair.id).where(RequestPair.use_case == use_case)
+    if since is not None:
+        query = query.where(RequestPair.created_at >= since)
+    if unscored:
+        query = query.where(~select(Score.id).where(Score.pair_id == RequestPair.id).exists())
+    return list(session.scalars(query.order_by(RequestPair.created_at, RequestPair.id)))
+
+
+def metric_values(session: Session, metrics: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    """Stored values of `metrics` (errors left out), by use case and metric."""
+    query = (
+        select(RequestPair.use_case, Score.metric, Score.value)
+        .join(RequestPair, RequestPair.id == Score.pair_id)
+        .where(Score.metric.in_(metrics), Score.value.is_not(None))
+    )
+    values: dict[str, dict[str, list[float]]] = {}
+    for use_case, metric, value in session.execute(query).tuples():
+        if value is not None:
+            values.setdefault(use_case, {}).setdefault(metric, []).append(value)
+    return values
+
+
+def count_scored_pairs(session: Session) -> int:
+    """How many pairs have scores."""
+    return int(session.scalar(select(func.count(distinct(Score.pair_id)))) or 0)
+
+
+def measured_capacity(session: Session, use_case: str) -> float | None:
+    """`capacity.rps_at_slo` of the newest replay run of a use case that found one."""
+    query = (
+        select(CapacityRun.rps_at_slo)
+        .where(CapacityRun.use_case == use_case, CapacityRun.rps_at_slo.is_not(None))
+        .order_by(CapacityRun.started_at.desc(), CapacityRun.id.desc())
+        .limit(1)
+    )
+    return session.scalar(query)

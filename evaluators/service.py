@@ -1,0 +1,139 @@
+"""Scoring pairs: run the evaluators over a batch and store one row per pair and metric."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from sqlalchemy.orm import Session
+
+from evaluators.base import Evaluator, PartialFailure, Values
+from evaluators.pair import Deployment, PairView, pair_view
+from evaluators.registry import METRICS, evaluators_for_metrics
+from evaluators.repository import (
+    delete_scores,
+    insert_scores,
+    load_pairs,
+    measured_capacity,
+    scored_pair_ids,
+)
+from evaluators.runtime import ScoringRuntime
+
+log = logging.getLogger(__name__)
+
+_ERROR_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One metric of one pair: a value, or the error that prevented it."""
+
+    pair_id: str
+    metric: str
+    value: float | None
+    error: str | None = None
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_LIMIT]
+
+
+def _run(evaluator: Evaluator, pairs: Sequence[PairView]) -> tuple[list[Values], dict[int, str]]:
+    """The evaluator's values per pair, and the errors of the pairs it failed on."""
+    try:
+        values = evaluator.score(pairs)
+        if len(values) != len(pairs):
+            raise RuntimeError(f"returned {len(values)} results for {len(pairs)} pairs")
+        for produced in values:
+            unknown = set(produced) - set(evaluator.metrics)
+            if unknown:
+                raise RuntimeError(f"produced metrics it does not declare: {sorted(unknown)}")
+        return values, {}
+    except PartialFailure as exc:
+        return exc.values, exc.errors
+    except Exception as exc:
+        if len(pairs) == 1:
+            log.exception("evaluator %s failed on pair %s", evaluator.name, pairs[0].id)
+            return [{}], {0: _error_text(exc)}
+    # Find which pairs of the batch it fails on, so the others keep their scores.
+    results: list[Values] = []
+    errors: dict[int, str] = {}
+    for i, pair in enumerate(pairs):
+        values, failed = _run(evaluator, [pair])
+        results.append(values[0])
+        if failed:
+            errors[i] = failed[0]
+    return results, errors
+
+
+def evaluate(pairs: Sequence[PairView], evaluators: Sequence[Evaluator]) -> list[ScoreRow]:
+    """Every evaluator over the batch; a failing evaluator yields error rows for its metrics."""
+    rows: list[ScoreRow] = []
+    for evaluator in evaluators:
+        values, errors = _run(evaluator, pairs)
+        for i, pair in enumerate(pairs):
+            if i in errors:
+                rows += [ScoreRow(pair.id, m, None, errors[i]) for m in evaluator.metrics]
+                continue
+            for metric, value in values[i].items():
+                if math.isfinite(value):
+                    rows.append(ScoreRow(pair.id, metric, float(value)))
+                else:
+                    rows.append(ScoreRow(pair.id, metric, None, f"not a finite number: {value}"))
+    return rows
+
+
+def _deployment(session: Session, runtime: ScoringRuntime, use_case: str) -> Deployment | None:
+    configured = runtime.deployments.get(use_case)
+    if configured is None:
+        return None
+    return replace(configured, capacity_rps=measured_capacity(session, use_case))
+
+
+def _views(session: Session, pair_ids: Sequence[str], runtime: ScoringRuntime) -> list[PairView]:
+    loaded = load_pairs(session, pair_ids)
+    deployments = {
+        use_case: _deployment(session, runtime, use_case)
+        for use_case in {pair.use_case for pair, _ in loaded}
+    }
+    return [pair_view(pair, noise, deployments[pair.use_case]) for pair, noise in loaded]
+
+
+def _as_dicts(rows: Sequence[ScoreRow]) -> list[dict[str, object]]:
+    return [
+        {"pair_id": r.pair_id, "metric": r.metric, "value": r.value, "error": r.error} for r in rows
+    ]
+
+
+def score_stored_pairs(session: Session, pair_ids: Sequence[str], runtime: ScoringRuntime) -> int:
+    """Score the stored pairs that have no scores yet; how many score rows were written."""
+    wanted = list(dict.fromkeys(pair_ids))
+    done = scored_pair_ids(session, wanted)
+    views = _views(session, [pair_id for pair_id in wanted if pair_id not in done], runtime)
+    if not views:
+        return 0
+    return insert_scores(session, _as_dicts(evaluate(views, runtime.evaluators)))
+
+
+def rescore_pairs(
+    session: Session,
+    pair_ids: Sequence[str],
+    runtime: ScoringRuntime,
+    metrics: Sequence[str] | None = None,
+) -> int:
+    """Replace the scores of stored pairs (only `metrics`, when given); rows written."""
+    evaluators = runtime.evaluators
+    if metrics:
+        names = evaluators_for_metrics(tuple(metrics))
+        evaluators = [e for e in evaluators if e.name in names]
+        missing = [m for m in metrics if METRICS[m] not in {e.name for e in evaluators}]
+        if missing:
+            raise ValueError(f"no enabled evaluator produces {', '.join(missing)}")
+    views = _views(session, list(dict.fromkeys(pair_ids)), runtime)
+    rows = evaluate(views, evaluators)
+    if metrics:
+        rows = [row for row in rows if row.metric in metrics]
+    delete_scores(session, [view.id for view in views], list(metrics) if metrics else None)
+    return insert_scores(session, _as_dicts(rows))

@@ -1,0 +1,101 @@
+"""The scoring task: stored pairs in, score rows out, in batches.
+
+Each stored pair is one message (`enqueue_scoring`); the worker buffers them and runs the task
+on up to `BATCH_SIZE` at once (celery-batches), so the embedding model encodes a whole batch
+and the database sees one read and one write per batch. Messages are acknowledged after their
+batch ran; scores are written once per (pair, metric), so a redelivered message is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery import Celery, Task, shared_task
+from celery_batches import Batches, SimpleRequest
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from evaluators.runtime import current
+from evaluators.service import score_stored_pairs
+from storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+SCORE_PAIRS = "evaluators.score_pairs"
+BATCH_SIZE = 32
+FLUSH_INTERVAL_S = 0.25
+# Retry for about a day (backoff capped at a minute) while the database is unreachable.
+MAX_ATTEMPTS = 1500
+# The embedding model keeps every core busy: a second batch scored meanwhile would only slow
+# it down (its threads wait for each other), so a process scores one batch at a time.
+_one_batch_at_a_time = threading.Lock()
+
+
+class ScoringBatches(Batches):  # type: ignore[misc]
+    """Batches whose buffer has prefetch room of its own.
+
+    A worker may take at most `concurrency x prefetch multiplier` unacknowledged messages.
+    Buffered scoring messages would use that room up before a batch is full, and then no
+    other job (candidate calls) could be taken; so the first scoring message a consumer gets
+    widens its prefetch by two batches (one being scored, the next one filling up), as Celery
+    itself does for tasks with an ETA.
+    """
+
+    def Strategy(self, task: Any, app: Any, consumer: Any) -> Callable[..., None]:
+        handler: Callable[..., None] = super().Strategy(task, app, consumer)
+        widened: set[int] = set()
+
+        def buffer(*args: Any, **kwargs: Any) -> None:
+            qos = consumer.qos
+            if qos is not None and id(qos) not in widened:
+                widened.add(id(qos))
+                qos.increment_eventually(2 * self.flush_every)
+            handler(*args, **kwargs)
+
+        return buffer
+
+
+def _republish(app: Celery, requests: Sequence[SimpleRequest], exc: Exception) -> None:
+    for request in requests:
+        attempt = int((request.kwargs or {}).get("attempt", 0)) + 1
+        pair_id = request.args[0]
+        if attempt > MAX_ATTEMPTS:
+            log.error("giving up scoring pair %s after %s attempts: %s", pair_id, attempt, exc)
+            continue
+        countdown = min(60, 2 ** min(attempt, 6))
+        app.send_task(
+            SCORE_PAIRS, args=(pair_id,), kwargs={"attempt": attempt}, countdown=countdown
+        )
+    log.warning("scoring %s pairs failed, retrying: %s", len(requests), exc)
+
+
+@shared_task(
+    name=SCORE_PAIRS,
+    base=ScoringBatches,
+    bind=True,
+    acks_late=True,
+    flush_every=BATCH_SIZE,
+    flush_interval=FLUSH_INTERVAL_S,
+)
+def score_pairs(self: Task[Any, Any], requests: list[SimpleRequest]) -> int:
+    """Score a batch of stored pairs (one pair id per message); the number of rows written."""
+    pair_ids = [str(request.args[0]) for request in requests]
+    try:
+        with _one_batch_at_a_time:
+            started = time.perf_counter()
+            with session_scope() as session:
+                written = score_stored_pairs(session, pair_ids, current())
+            elapsed = time.perf_counter() - started
+        log.info("scored %s pairs in %.3f s (%s rows)", len(pair_ids), elapsed, written)
+        return written
+    except (OperationalError, DBAPIError) as exc:
+        _republish(self.app, requests, exc)
+        return 0
+
+
+def enqueue_scoring(app: Celery, pair_id: str) -> None:
+    """Ask `app`'s broker for a stored pair to be scored (its routes pick the scoring queue)."""
+    app.send_task(SCORE_PAIRS, args=(pair_id,))
