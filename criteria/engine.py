@@ -18,9 +18,10 @@ from criteria.stats import (
     FloatArray,
     Interval,
     mean_interval,
+    mean_samples_needed,
     proportion_interval,
+    proportion_samples_needed,
     quantile_interval,
-    samples_needed,
 )
 
 CriterionVerdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO_DATA"]
@@ -150,8 +151,32 @@ def evaluate_criterion(criterion: Criterion, data: CriterionData, alpha: float) 
     verdict = compare(interval, op, threshold)
     needed = None
     if verdict == "INCONCLUSIVE":
-        needed = samples_needed(interval, threshold)
+        needed = _samples_needed(criterion, data.values, op, threshold, alpha)
     return result(verdict, interval, needed)
+
+
+def _samples_needed(
+    criterion: Criterion, values: FloatArray, op: str, threshold: float, alpha: float
+) -> int | None:
+    """Samples in total until an INCONCLUSIVE criterion is likely decided, or None."""
+    if criterion.stat == "quantile":
+        assert criterion.q is not None
+        # P(X <= T) against q (or P(X < T) for ">="), the proportion the quantile rests on
+        below = values <= threshold if op in ("<=", "<") else values < threshold
+        return proportion_samples_needed(
+            int(np.count_nonzero(below)), len(values), criterion.q, alpha
+        )
+    if criterion.stat == "proportion":
+        return proportion_samples_needed(
+            int(np.count_nonzero(values)), len(values), threshold, alpha
+        )
+    metric = CATALOG[criterion.metric]
+    assert metric.low is not None
+    assert metric.high is not None
+    if criterion.mode == "noise_adjusted":
+        span = metric.high - metric.low
+        return mean_samples_needed(values, -span, span, threshold, alpha)
+    return mean_samples_needed(values, metric.low, metric.high, threshold, alpha)
 
 
 def decide(
@@ -159,7 +184,7 @@ def decide(
     data: dict[str, CriterionData],
     window_start: datetime | None,
     now: datetime,
-    pairs_per_hour: float | None = None,
+    window_hours: float | None = None,
 ) -> Decision:
     """The verdict by the rules of SPEC §6, with per-criterion alpha = alpha / #criteria.
 
@@ -200,10 +225,10 @@ def decide(
             reasons.append(f"{r.name!r} is {r.verdict}: the estimate sits on the threshold")
             continue
         eta = ""
-        if pairs_per_hour and pairs_per_hour > 0:
-            eta = (
-                f" (about {_duration(timedelta(hours=more / pairs_per_hour))} at the current rate)"
-            )
+        if window_hours and r.n:
+            # this criterion's own sample rate: some draw on a subset (re-asks, a segment)
+            hours = more / (r.n / window_hours)
+            eta = f" (about {_duration(timedelta(hours=hours))} at the current rate)"
         reasons.append(f"{r.name!r} is {r.verdict}: about {more} more samples needed{eta}")
     if elapsed < criteria.min_duration:
         reasons.append(f"min_duration needs {_duration(criteria.min_duration - elapsed)} more")

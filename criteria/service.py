@@ -210,11 +210,11 @@ def evaluate(
         )
     else:
         criteria = parse_for(info.name, version.text, f"criteria v{version.version}")
-        rate = None
+        hours = None
         if first is not None and last is not None and last > first:
-            rate = count / ((last - first).total_seconds() / 3600)
+            hours = (last - first).total_seconds() / 3600
         start = first.replace(tzinfo=UTC) if first and first.tzinfo is None else first
-        decision = decide(criteria, load_data(session, info, criteria), start, now, rate)
+        decision = decide(criteria, load_data(session, info, criteria), start, now, hours)
         readiness = ReadinessRead(
             use_case=info.name,
             verdict=decision.verdict,

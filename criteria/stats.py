@@ -20,6 +20,7 @@ fixed-n intervals. So the two constructions below are written out, each next to 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,33 +151,60 @@ def quantile_interval(values: FloatArray, q: float, alpha: float) -> Interval:
     return Interval(estimate, low, high, n)
 
 
-def samples_needed(interval: Interval, threshold: float, cap: int = 10**9) -> int | None:
-    """Roughly how many samples in total until the interval clears the threshold.
-
-    The half-width of these sequences shrinks about like sqrt(log(n) / n); the estimate is
-    assumed to stay where it is. None when it sits on the threshold (no sample size decides).
-    """
-    n = interval.n
-    gap = abs(interval.estimate - threshold)
-    half = (interval.high - interval.low) / 2
-    if n == 0 or not math.isfinite(half) or gap == 0 or math.isnan(gap):
-        return None
-    if half <= gap:
+def _smallest(n: int, decided: Callable[[int], bool], cap: int) -> int | None:
+    """The smallest m >= n with decided(m), by doubling then bisection; None beyond cap."""
+    if decided(n):
         return n
-
-    def width(m: float) -> float:
-        return half * math.sqrt((n / m) * (math.log1p(m) / math.log1p(n)))
-
-    high = n * 2
-    while width(high) > gap:
+    high = max(2 * n, n + 1)
+    while not decided(high):
         high *= 2
         if high > cap:
             return None
     low = n
     while high - low > max(1, low // 100):
-        mid = (low + high) // 2
-        if width(mid) > gap:
-            low = mid
+        middle = (low + high) // 2
+        if decided(middle):
+            high = middle
         else:
-            high = mid
+            low = middle
     return high
+
+
+def proportion_samples_needed(
+    k: int, n: int, threshold: float, alpha: float, cap: int = 10**8
+) -> int | None:
+    """Roughly how many trials in total until the rate is decided against `threshold`.
+
+    Assumes the observed rate k/n stays; None when it sits on the threshold.
+    """
+    if n == 0 or k / n == threshold:
+        return None
+    rate = k / n
+    return _smallest(n, lambda m: proportion_rejects(round(rate * m), m, threshold, alpha), cap)
+
+
+def mean_samples_needed(
+    values: FloatArray, low: float, high: float, threshold: float, alpha: float, cap: int = 10**8
+) -> int | None:
+    """Roughly how many values in total until the PrPl-EB interval clears `threshold`.
+
+    Uses the interval's closed form with the observed mean and variance held fixed: at m
+    samples, lambda = min(sqrt(2 log(2/alpha) / (var m log(1 + m))), 1/2) and the radius is
+    (log(2/alpha) + m 4 var psi(lambda)) / (m lambda), in units of the [low, high] range.
+    """
+    if len(values) == 0:
+        return None
+    span = high - low
+    scaled = np.clip((values - low) / span, 0.0, 1.0)
+    gap = abs(float(scaled.mean()) - (threshold - low) / span)
+    if gap == 0:
+        return None
+    variance = max(float(scaled.var()), 1e-6)
+    log_term = math.log(2 / alpha)
+
+    def decided(m: int) -> bool:
+        lam = min(math.sqrt(2 * log_term / (variance * m * math.log1p(m))), _LAMBDA_MAX)
+        psi = (-math.log1p(-lam) - lam) / 4
+        return (log_term + m * 4 * variance * psi) / (m * lam) < gap
+
+    return _smallest(len(values), decided, cap)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from shadow.candidate import VllmServer
+    from shadow.config import SwitchoverConfig
 
 USE_CASE_BY_KIND = {
     "support": "support-chat",
@@ -38,6 +39,8 @@ USE_CASE_BY_KIND = {
     "json_extraction": "order-extraction",
     "tool_call": "agent-tools",
 }
+# Shipped example criteria, one file per demo use case.
+EXAMPLE_CRITERIA = Path(__file__).with_name("examples")
 PRIMARY_MODEL = "gpt-4o-mini"
 CANDIDATE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -64,8 +67,9 @@ def demo_config(
             f"  {use_case}:",
             f"    primary: {{upstream: api, model: {PRIMARY_MODEL}}}",
             f"    candidate: {{upstream: self-hosted, model: {candidate_model}}}",
-            f"    shadow: {{sample_rate: {sample_rate}, noise_rate: 0.2,"
+            f"    shadow: {{sample_rate: {sample_rate}, noise_rate: 0.5,"
             f" max_in_flight: {max_in_flight}, timeout_s: {timeout_s:g}}}",
+            f"    criteria: {EXAMPLE_CRITERIA / f'{use_case}.yaml'}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -280,6 +284,67 @@ def _show_answers(console: Console, url: str, limit: int = 3) -> None:
             )
 
 
+def _measure_capacity(console: Console, config: SwitchoverConfig, use_case: str) -> None:
+    """A short replay of the captured traffic, so capacity and cost criteria have figures."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from shadow.readiness import catalog_for
+    from shadow.replay import (
+        candidate_target,
+        find_capacity,
+        load_captured,
+        observed_peak_rps,
+        slo_from_criteria,
+        store_run,
+    )
+
+    info = catalog_for(config, None).get(use_case)
+    slo = slo_from_criteria(info.criteria_text)
+    captured = load_captured(use_case, 500)
+    if slo is None or not captured:
+        return
+    console.print(f"measuring the candidate's capacity with {use_case}'s captured traffic…")
+    url, model, key = candidate_target(config, use_case)
+    started = datetime.now(UTC)
+    result = asyncio.run(
+        find_capacity(
+            captured,
+            url,
+            model,
+            key,
+            slo,
+            start_rps=observed_peak_rps(captured, info.sample_rate),
+            requests_per_step=60,
+            refine=2,
+            timeout_s=30,
+        )
+    )
+    store_run(use_case, f"{url} {model}", slo, result, started, datetime.now(UTC))
+    found = f"{result.rps_at_slo:.1f} req/s" if result.rps_at_slo else "not reached"
+    console.print(
+        f"capacity.rps_at_slo = {found} over {len(result.steps)} rate steps "
+        f"(p{slo.quantile * 100:g} <= {slo.latency_ms:g} ms)"
+    )
+
+
+def _verdicts(console: Console, proxy_url: str, url: str, config: SwitchoverConfig) -> None:
+    """Ask the readiness API, as a release manager's gate would, for every use case."""
+    from criteria.auth import create_token
+    from shadow.gate import GateError, fetch_verdict, render
+    from storage.db import get_engine, session_scope
+
+    with session_scope(get_engine(url)) as session:
+        token = create_token(session, "viewer", "demo")
+    console.rule("Verdicts (GET /api/v1/gate/{use_case})")
+    for use_case in config.use_cases:
+        try:
+            render(console, fetch_verdict(proxy_url, use_case, token))
+        except GateError as exc:
+            console.print(f"{use_case}: verdict unavailable: {exc}")
+        console.print()
+
+
 def run_demo(
     requests: int,
     concurrency: int,
@@ -342,7 +407,7 @@ def run_demo(
         else:
             candidate_url = stack.enter_context(serve_in_thread(candidate_sim))
             candidate_name = "simulated self-hosted model"
-            config_text = demo_config(primary_url, candidate_url, 0.5)
+            config_text = demo_config(primary_url, candidate_url, 1.0)
         config = parse_config(config_text, "<demo>")
         settings = Settings()
         proxy_url = stack.enter_context(serve_app(create_app(settings, config)))
@@ -368,6 +433,9 @@ def run_demo(
         _scores_summary(console, url, scored, stored)
         if candidate == "vllm":
             _show_answers(console, url)
+        else:
+            _measure_capacity(console, config, "support-chat")
+        _verdicts(console, proxy_url, url, config)
         if dashboard:
             from shadow.dashboard_server import serve_for_demo
 

@@ -12,10 +12,11 @@ import openai
 import pytest
 from sqlalchemy import func, select
 
+from shadow.celery_app import create_celery
 from shadow.settings import Settings
 from shadow.simulator.prompts import load_prompts
 from storage.db import make_engine, session_scope
-from storage.models import NoiseReask, RequestPair
+from storage.models import NoiseReask, RequestPair, Score
 from tests.conftest import config_text, distributed_settings, table_dump, wait_for
 
 pytestmark = pytest.mark.integration
@@ -321,7 +322,7 @@ def test_rabbitmq_broker(simulator, proxy, worker_env, start_worker, postgres_ur
     primary, candidate = simulator(), simulator()
     config = config_text(primary, candidate, use_case="rabbit")
     env = worker_env(config, postgres_url, SWITCHOVER_BROKER_URL=RABBITMQ_URL)
-    start_worker(env)
+    worker = start_worker(env)
     url = proxy(config, distributed_settings(env))
     pair_ids = _send(_client(url), 8, stream_every=2)
     assert len(pair_ids) == 8
@@ -331,3 +332,23 @@ def test_rabbitmq_broker(simulator, proxy, worker_env, start_worker, postgres_ur
         ),
         timeout=60,
     )
+    # the scoring queue goes through RabbitMQ too: every pair gets its scores
+    engine = make_engine(postgres_url)
+    try:
+
+        def scored() -> int:
+            with session_scope(engine) as session:
+                query = select(func.count(func.distinct(Score.pair_id))).where(
+                    Score.pair_id.in_(pair_ids)
+                )
+                return int(session.scalar(query) or 0)
+
+        wait_for(lambda: scored() == len(pair_ids), timeout=180)
+    finally:
+        engine.dispose()
+        worker.stop()
+        # RabbitMQ keeps its queues after the test: remove this test's two.
+        settings = distributed_settings(env)
+        with create_celery(settings).connection_for_write() as connection:
+            for queue in (settings.queue, settings.scoring_queue_name):
+                connection.default_channel.queue_delete(queue)
