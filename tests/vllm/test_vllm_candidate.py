@@ -8,11 +8,11 @@ from typing import Any
 
 import openai
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from shadow.simulator.prompts import PromptItem, load_prompts
 from storage.db import make_engine, session_scope
-from storage.models import RequestPair
+from storage.models import RequestPair, Score
 from tests.conftest import config_text, distributed_settings, wait_for
 from tests.vllm.conftest import vllm_counter
 
@@ -31,6 +31,19 @@ def _pairs(url: str, use_case: str) -> list[RequestPair]:
         with session_scope(engine) as session:
             query = select(RequestPair).where(RequestPair.use_case == use_case)
             return list(session.scalars(query).all())
+    finally:
+        engine.dispose()
+
+
+def _scored(url: str, pair_ids: list[str]) -> int:
+    """How many of the pairs have their quality scores stored."""
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+            query = select(func.count(func.distinct(Score.pair_id))).where(
+                Score.pair_id.in_(pair_ids), Score.metric == "quality.semantic_similarity"
+            )
+            return int(session.scalar(query) or 0)
     finally:
         engine.dispose()
 
@@ -151,6 +164,9 @@ def test_real_vllm_candidate_answers_are_stored_with_its_timings_and_token_count
             f"{(stored_prompt, stored_generated)}"
         )
 
+    # Every pair is scored, the real model's answers like any other candidate's.
+    wait_for(lambda: _scored(postgres_url, pair_ids) == len(pair_ids), timeout=300)
+
     # Each pair's prompt count is what vLLM reports for the same request asked directly.
     direct = openai.OpenAI(base_url=vllm_server.base_url, api_key="none", max_retries=0)
     for pair in pairs.values():
@@ -182,3 +198,52 @@ def test_vllm_rejecting_a_request_is_stored_as_an_http_error(
         assert pair.candidate_latency_ms > 0
         assert pair.primary_status_code == 200
         assert pair.primary_text
+
+
+def test_replay_against_vllm_finds_its_capacity_and_stores_the_run(
+    vllm_server, simulator, proxy, worker_env, start_worker, postgres_url, monkeypatch
+):
+    """`switchover replay`'s search against the real model: doubling, bisection, a stored run."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from shadow.replay import Slo, find_capacity, load_captured, store_run
+
+    monkeypatch.setenv("SWITCHOVER_DATABASE_URL", postgres_url)
+    client = _start(
+        vllm_server, simulator, proxy, worker_env, start_worker, postgres_url, "vllm-replay"
+    )
+    for index, item in enumerate(SUPPORT[:6]):
+        _ask(client, item, index % 2 == 0, MAX_TOKENS)
+    wait_for(lambda: len(_pairs(postgres_url, "vllm-replay")) == 6, timeout=300)
+    captured = load_captured("vllm-replay", 100)
+    slo = Slo(quantile=0.95, latency_ms=5000, error_limit=0.05)
+    started = datetime.now(UTC)
+    result = asyncio.run(
+        find_capacity(
+            captured,
+            vllm_server.base_url,
+            vllm_server.model,
+            None,
+            slo,
+            start_rps=1.0,
+            requests_per_step=24,
+            refine=1,
+            timeout_s=60,
+        )
+    )
+    run_id = store_run("vllm-replay", vllm_server.base_url, slo, result, started, datetime.now(UTC))
+    print(f"vLLM capacity at p95 <= 5 s: {result.rps_at_slo} req/s over {len(result.steps)} steps")
+    assert result.rps_at_slo is not None
+    assert result.rps_at_slo > 0.5
+    assert any(not step.held for step in result.steps), "the search never found the limit"
+
+    from storage.repository import list_capacity_runs
+
+    engine = make_engine(postgres_url)
+    with session_scope(engine) as session:
+        runs = list_capacity_runs(session, "vllm-replay")
+        assert [run.id for run in runs] == [run_id]
+        assert runs[0].rps_at_slo == result.rps_at_slo
+        assert len(runs[0].steps) == len(result.steps)
+    engine.dispose()
