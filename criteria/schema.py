@@ -6,9 +6,9 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from criteria import yamldoc
 from criteria.metrics import CATALOG, NOISE_COUNTERPART, RELATIVE_COUNTERPART
 
 Op = Literal["<=", "<", ">=", ">"]
@@ -129,48 +129,18 @@ class CriteriaSet(BaseModel):
         return self
 
 
-def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out[(*path, key.value)] = key.start_mark.line + 1
-            _lines(value, (*path, key.value), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _lines(item, (*path, index), out)
-
-
 def parse_criteria(text: str, source: str = "<criteria>") -> CriteriaSet:
     """Parse a YAML (or JSON) criteria document; CriteriaError names the line and the reason."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise CriteriaError(
-            f"{source}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}"
-        ) from None
+        data, lines = yamldoc.load(text, source)
+    except yamldoc.YamlSyntaxError as exc:
+        raise CriteriaError(str(exc)) from None
     if not isinstance(data, dict):
         raise CriteriaError(
             f"{source}:1: a criteria document is a mapping with `use_case` and `criteria`"
         )
-    lines: dict[tuple[Any, ...], int] = {}
-    if root is not None:
-        _lines(root, (), lines)
     try:
         return CriteriaSet.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            line = 1
-            for end in range(len(loc), -1, -1):
-                if loc[:end] in lines:
-                    line = lines[loc[:end]]
-                    break
-            where = ".".join(str(p) for p in loc) or "(top level)"
-            problems.append(
-                f"{source}:{line}: {where}: {error['msg'].removeprefix('Value error, ')}"
-            )
-        raise CriteriaError("invalid criteria\n  " + "\n  ".join(problems)) from None
+        found = yamldoc.problems(exc, lines, source)
+        raise CriteriaError("invalid criteria\n  " + "\n  ".join(found)) from None

@@ -476,23 +476,12 @@ def replay(
     timeout_s: Annotated[float, typer.Option(help="per-request timeout")] = 60,
 ) -> None:
     """Load-test the candidate with the captured traffic pattern; store capacity.rps_at_slo."""
-    import asyncio
-    from datetime import UTC, datetime
-
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
     from shadow.readiness import catalog_for
-    from shadow.replay import (
-        Slo,
-        candidate_target,
-        find_capacity,
-        load_captured,
-        observed_peak_rps,
-        slo_from_criteria,
-        store_run,
-    )
+    from shadow.replay import Slo, load_captured, replay_use_case, slo_from_criteria
 
     settings = get_settings()
     config = _load(settings)
@@ -510,30 +499,25 @@ def replay(
     if not requests:
         typer.echo(f"switchover: {use_case} has no captured requests yet", err=True)
         raise typer.Exit(2)
-    url, model, key = candidate_target(config, use_case)
+    model = config.use_cases[use_case].candidate.model
     console = Console()
-    started = datetime.now(UTC)
     with Progress(console=console) as progress:
 
         def on_step(rate: float) -> Callable[[], None]:
             task = progress.add_task(f"{rate:8.2f} req/s", total=requests_per_step)
             return lambda: progress.advance(task)
 
-        result = asyncio.run(
-            find_capacity(
-                requests,
-                url,
-                model,
-                key,
-                slo,
-                start_rps=observed_peak_rps(requests, info.sample_rate),
-                rates=[float(r) for r in rates.split(",")] if rates else None,
-                requests_per_step=requests_per_step,
-                timeout_s=timeout_s,
-                on_step=on_step,
-            )
+        result, run_id = replay_use_case(
+            config,
+            use_case,
+            slo,
+            requests,
+            info.sample_rate,
+            rates=[float(r) for r in rates.split(",")] if rates else None,
+            requests_per_step=requests_per_step,
+            timeout_s=timeout_s,
+            on_step=on_step,
         )
-    run_id = store_run(use_case, f"{url} {model}", slo, result, started, datetime.now(UTC))
     table = Table(title=f"{use_case}: replay to {model} (run {run_id})")
     for column in ("offered/s", "achieved/s", "requests", "errors", "p50 ms", "p95 ms", "held"):
         table.add_column(column, justify="right")

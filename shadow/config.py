@@ -7,13 +7,12 @@ on the first request that needs the broken part.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from criteria import yamldoc
 from evaluators.config import EvaluatorsConfig
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -127,42 +126,17 @@ class _UnknownUpstream(ValueError):
         self.loc = loc
 
 
-def _line_index(
-    node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]
-) -> None:
-    """Record the 1-based line of every key and item, keyed by its path in the document."""
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _line_index(value_node, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out)
-
-
-def _line_for(loc: tuple[str | int, ...], lines: Mapping[tuple[str | int, ...], int]) -> int:
-    """The line of the deepest part of `loc` that exists in the file."""
-    for end in range(len(loc), -1, -1):
-        line = lines.get(tuple(loc[:end]))
-        if line is not None:
-            return line
-    return 1
+def _unknown_upstream(error: dict[str, Any]) -> tuple[str, ...] | None:
+    ctx_error = (error.get("ctx") or {}).get("error")
+    return ctx_error.loc if isinstance(ctx_error, _UnknownUpstream) else None
 
 
 def parse_config(text: str, source: str = "<string>") -> SwitchoverConfig:
     """Parse YAML text into a validated config, or raise ConfigError naming line and field."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise ConfigError(f"{source}:{line}: not valid YAML: {exc}") from None
-    lines: dict[tuple[str | int, ...], int] = {}
-    if root is not None:
-        _line_index(root, (), lines)
+        data, lines = yamldoc.load(text, source)
+    except yamldoc.YamlSyntaxError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}:1: the file must be a mapping with `upstreams` and `use_cases`"
@@ -170,16 +144,8 @@ def parse_config(text: str, source: str = "<string>") -> SwitchoverConfig:
     try:
         return SwitchoverConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            ctx_error = (error.get("ctx") or {}).get("error")
-            if isinstance(ctx_error, _UnknownUpstream):
-                loc = ctx_error.loc
-            field = ".".join(str(part) for part in loc) or "(top level)"
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{source}:{_line_for(loc, lines)}: {field}: {message}")
-        raise ConfigError("invalid configuration\n  " + "\n  ".join(problems)) from None
+        found = yamldoc.problems(exc, lines, source, _unknown_upstream)
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(found)) from None
 
 
 def load_config(path: Path) -> SwitchoverConfig:

@@ -286,18 +286,8 @@ def _show_answers(console: Console, url: str, limit: int = 3) -> None:
 
 def _measure_capacity(console: Console, config: SwitchoverConfig, use_case: str) -> None:
     """A short replay of the captured traffic, so capacity and cost criteria have figures."""
-    import asyncio
-    from datetime import UTC, datetime
-
     from shadow.readiness import catalog_for
-    from shadow.replay import (
-        candidate_target,
-        find_capacity,
-        load_captured,
-        observed_peak_rps,
-        slo_from_criteria,
-        store_run,
-    )
+    from shadow.replay import load_captured, replay_use_case, slo_from_criteria
 
     info = catalog_for(config, None).get(use_case)
     slo = slo_from_criteria(info.criteria_text)
@@ -305,22 +295,16 @@ def _measure_capacity(console: Console, config: SwitchoverConfig, use_case: str)
     if slo is None or not captured:
         return
     console.print(f"measuring the candidate's capacity with {use_case}'s captured traffic…")
-    url, model, key = candidate_target(config, use_case)
-    started = datetime.now(UTC)
-    result = asyncio.run(
-        find_capacity(
-            captured,
-            url,
-            model,
-            key,
-            slo,
-            start_rps=observed_peak_rps(captured, info.sample_rate),
-            requests_per_step=60,
-            refine=2,
-            timeout_s=30,
-        )
+    result, _ = replay_use_case(
+        config,
+        use_case,
+        slo,
+        captured,
+        info.sample_rate,
+        requests_per_step=60,
+        refine=2,
+        timeout_s=30,
     )
-    store_run(use_case, f"{url} {model}", slo, result, started, datetime.now(UTC))
     found = f"{result.rps_at_slo:.1f} req/s" if result.rps_at_slo else "not reached"
     console.print(
         f"capacity.rps_at_slo = {found} over {len(result.steps)} rate steps "

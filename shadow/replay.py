@@ -359,3 +359,40 @@ def observed_peak_rps(captured: Sequence[Captured], sample_rate: float) -> float
     window = min(10.0, float(offsets[-1] - offsets[0]) or 1.0)
     counts = np.searchsorted(offsets, offsets + window, side="right") - np.arange(len(offsets))
     return max(float(counts.max()) / window / max(sample_rate, 1e-9), 0.1)
+
+
+def replay_use_case(
+    config: SwitchoverConfig,
+    use_case: str,
+    slo: Slo,
+    captured: Sequence[Captured],
+    sample_rate: float,
+    *,
+    rates: Sequence[float] | None = None,
+    requests_per_step: int = 100,
+    refine: int = 3,
+    timeout_s: float = 60,
+    on_step: Callable[[float], Callable[[], None]] | None = None,
+) -> tuple[ReplayResult, int]:
+    """Replay a use case's captured traffic to its candidate and store the run (with its id)."""
+    from datetime import UTC, datetime
+
+    url, model, key = candidate_target(config, use_case)
+    started = datetime.now(UTC)
+    result = asyncio.run(
+        find_capacity(
+            captured,
+            url,
+            model,
+            key,
+            slo,
+            start_rps=observed_peak_rps(captured, sample_rate),
+            rates=rates,
+            requests_per_step=requests_per_step,
+            refine=refine,
+            timeout_s=timeout_s,
+            on_step=on_step,
+        )
+    )
+    run_id = store_run(use_case, f"{url} {model}", slo, result, started, datetime.now(UTC))
+    return result, run_id
