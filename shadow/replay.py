@@ -25,6 +25,8 @@ from shadow.config import SwitchoverConfig
 from shadow.wire import InvalidAnswer, parse_stream
 
 ENDPOINT_PATHS = {"chat.completions": "/chat/completions", "completions": "/completions"}
+# The share of the offered rate the candidate must achieve for a step to count as held.
+KEEP_PACE = 0.8
 
 
 @dataclass(frozen=True)
@@ -195,17 +197,21 @@ async def run_step(
     latencies = [r[0] for r in results]
     errors = sum(1 for r in results if r[2])
     slo_value = _quantile(latencies, slo.quantile)
+    achieved = len(results) / elapsed if elapsed > 0 else 0.0
     held = (
         not broken.is_set()
         and bool(results)
         and slo_value is not None
         and slo_value <= slo.latency_ms
         and errors / len(results) <= slo.error_limit
+        # A short step can meet the SLO as one burst without sustaining the rate; a rate is
+        # held only when the candidate kept pace with it (the last answers' time aside).
+        and achieved >= KEEP_PACE * rate
     )
     ttfts = [r[1] for r in results if r[1] is not None]
     return StepResult(
         offered_rps=rate,
-        achieved_rps=len(results) / elapsed if elapsed > 0 else 0.0,
+        achieved_rps=achieved,
         requests=len(results),
         errors=errors,
         p50_ms=_quantile(latencies, 0.5),
