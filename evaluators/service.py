@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -107,14 +109,25 @@ def _as_dicts(rows: Sequence[ScoreRow]) -> list[dict[str, object]]:
     ]
 
 
-def score_stored_pairs(session: Session, pair_ids: Sequence[str], runtime: ScoringRuntime) -> int:
-    """Score the stored pairs that have no scores yet; how many score rows were written."""
+def score_stored_pairs(
+    session: Session,
+    pair_ids: Sequence[str],
+    runtime: ScoringRuntime,
+    compute: AbstractContextManager[Any] | None = None,
+) -> int:
+    """Score the stored pairs that have no scores yet; how many score rows were written.
+
+    `compute` (a lock) is held only while the evaluators run, so that one batch's database
+    reads and writes overlap the next batch's model work.
+    """
     wanted = list(dict.fromkeys(pair_ids))
     done = scored_pair_ids(session, wanted)
     views = _views(session, [pair_id for pair_id in wanted if pair_id not in done], runtime)
     if not views:
         return 0
-    return insert_scores(session, _as_dicts(evaluate(views, runtime.evaluators)))
+    with compute or nullcontext():
+        rows = evaluate(views, runtime.evaluators)
+    return insert_scores(session, _as_dicts(rows))
 
 
 def rescore_pairs(

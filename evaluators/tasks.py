@@ -29,8 +29,9 @@ BATCH_SIZE = 32
 FLUSH_INTERVAL_S = 0.25
 # Retry for about a day (backoff capped at a minute) while the database is unreachable.
 MAX_ATTEMPTS = 1500
-# The embedding model keeps every core busy: a second batch scored meanwhile would only slow
-# it down (its threads wait for each other), so a process scores one batch at a time.
+# The embedding model keeps every core busy: a second batch encoded meanwhile would only slow
+# it down (its threads wait for each other), so a process runs one batch's evaluators at a
+# time; loading and storing, which wait on the database, overlap the next batch's encoding.
 _one_batch_at_a_time = threading.Lock()
 
 
@@ -84,11 +85,10 @@ def score_pairs(self: Task[Any, Any], requests: list[SimpleRequest]) -> int:
     """Score a batch of stored pairs (one pair id per message); the number of rows written."""
     pair_ids = [str(request.args[0]) for request in requests]
     try:
-        with _one_batch_at_a_time:
-            started = time.perf_counter()
-            with session_scope() as session:
-                written = score_stored_pairs(session, pair_ids, current())
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        with session_scope() as session:
+            written = score_stored_pairs(session, pair_ids, current(), _one_batch_at_a_time)
+        elapsed = time.perf_counter() - started
         log.info("scored %s pairs in %.3f s (%s rows)", len(pair_ids), elapsed, written)
         return written
     except (OperationalError, DBAPIError) as exc:
