@@ -248,7 +248,7 @@ async def find_capacity(
     timeout_s: float = 60,
     on_step: Callable[[float], Callable[[], None]] | None = None,
 ) -> ReplayResult:
-    """Run rate steps (the given ones, or doubling then bisection) and report the capacity."""
+    """Run rate steps (the given ones, or doubling/halving then bisection); report the capacity."""
     headers = {"content-type": "application/json"}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
@@ -270,13 +270,18 @@ async def find_capacity(
             low: float | None = None
             high: float | None = None
             rate = start_rps
+            # Double while the rate holds; if even the first one breaks, halve until one holds.
             for _ in range(max_steps):
                 if (await step(rate)).held:
                     low = rate
+                    if high is not None:
+                        break
                     rate *= 2
                 else:
                     high = rate
-                    break
+                    if low is not None:
+                        break
+                    rate /= 2
             if low is not None and high is not None:
                 for _ in range(refine):
                     middle = (low + high) / 2

@@ -158,3 +158,25 @@ def test_replay_command_stores_a_run_and_feeds_capacity_and_cost(simulator, tmp_
     assert projection.monthly_candidate_usd is not None
     assert projection.monthly_primary_usd is None  # no prices scored in this test
     assert any("monthly_primary_usd" in m for m in projection.missing)
+
+
+def test_a_start_above_capacity_steps_down_until_a_rate_holds(simulator):
+    """The observed peak may already be too much: the search halves, then bisects."""
+    candidate = simulator(latency_ms=200, concurrency_limit=2)  # 10 requests/s
+    captured = captured_from_rows(_rows(np.arange(100) * 0.1))
+    result = asyncio.run(
+        find_capacity(
+            captured,
+            candidate,
+            "llama",
+            None,
+            Slo(0.95, 300, 0.01),
+            start_rps=40,
+            requests_per_step=40,
+            timeout_s=10,
+        )
+    )
+    offered = [round(s.offered_rps) for s in result.steps]
+    assert offered[:3] == [40, 20, 10], offered
+    assert result.rps_at_slo is not None, offered
+    assert 7 <= result.rps_at_slo <= 12, (result.rps_at_slo, offered)
