@@ -153,7 +153,7 @@ def create_router(catalog: service.Catalog) -> APIRouter:
     def cost(use_case: str, _: Viewer, session: DbSession) -> CostRead:
         """Monthly API vs self-hosted cost, savings and break-even, with the inputs used."""
         projection = service.cost_projection(session, catalog.get(use_case))
-        return CostRead(use_case=use_case, **projection.__dict__)
+        return CostRead(use_case=use_case, **projection.model_dump())
 
     @router.get("/pairs", response_model=list[PairRead])
     def pairs(

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from criteria.tco import CostProjection
+
 Role = Literal["viewer", "admin"]
 
 
@@ -132,21 +134,10 @@ class CapacityRunRead(BaseModel):
     steps: list[dict[str, Any]]
 
 
-class CostRead(BaseModel):
-    """The monthly cost projection with every input it used."""
+class CostRead(CostProjection):
+    """The monthly cost projection of a use case with every input it used."""
 
     use_case: str
-    monthly_primary_usd: float | None
-    monthly_candidate_usd: float | None
-    monthly_savings_usd: float | None
-    candidate_usd_per_request: float | None
-    primary_usd_per_request: float | None
-    monthly_requests: float | None
-    peak_rps: float | None
-    replicas_needed: int | None
-    break_even_requests_per_month: float | None
-    inputs: dict[str, Any]
-    missing: list[str]
 
 
 class MetricDistributionRead(BaseModel):

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 WEEKS_PER_MONTH = 52.0 / 12.0
@@ -39,8 +41,7 @@ class TrafficInputs:
     peak_mirrored_rps: float | None  # busiest minute of mirrored pairs
 
 
-@dataclass(frozen=True)
-class CostProjection:
+class CostProjection(BaseModel):
     """The monthly projection, with its inputs."""
 
     monthly_primary_usd: float | None
