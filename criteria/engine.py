@@ -6,6 +6,7 @@ Pure functions over arrays and figures; loading them from the database is `crite
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -15,13 +16,17 @@ import numpy as np
 from criteria.metrics import CATALOG
 from criteria.schema import CriteriaSet, Criterion
 from criteria.stats import (
+    Blocks,
     FloatArray,
     Interval,
     mean_interval,
+    mean_interval_blocks,
     mean_samples_needed,
+    mean_samples_needed_blocks,
     proportion_interval,
     proportion_samples_needed,
     quantile_interval,
+    quantile_ranks,
 )
 
 CriterionVerdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO_DATA"]
@@ -29,11 +34,30 @@ Verdict = Literal["GO", "NO_GO", "INSUFFICIENT_DATA"]
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """A criterion's samples summed up: all its verdict needs, whether read raw or aggregated.
+
+    `blocks` (means): count, sum and sum of squares of consecutive blocks in arrival order.
+    `nonzero` (proportions): how many samples are not 0. `below` and `at` (quantiles): how
+    many are under and exactly at the effective threshold; `order(r)` is the range known to
+    hold the r-th smallest sample (one value when read raw, a histogram bin when aggregated).
+    """
+
+    n: int
+    nonzero: int = 0
+    blocks: Blocks | None = None
+    below: int = 0
+    at: int = 0
+    order: Callable[[int], tuple[float, float]] | None = None
+
+
+@dataclass(frozen=True)
 class CriterionData:
-    """What one criterion is judged on: time-ordered samples, or a use-case figure."""
+    """What one criterion is judged on: time-ordered samples, their evidence, or a figure."""
 
     values: FloatArray = field(default_factory=lambda: np.empty(0))
     figure: float | None = None
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +165,8 @@ def evaluate_criterion(criterion: Criterion, data: CriterionData, alpha: float) 
         point = Interval(data.figure, data.figure, data.figure, 1)
         return result(compare(point, op, threshold), point, None)
 
+    if data.evidence is not None:
+        return _judge_evidence(criterion, data.evidence, op, threshold, alpha, result)
     n = len(data.values)
     if n < criterion.min_samples:
         interval = _interval(criterion, data.values, alpha) if n else None
@@ -153,6 +179,81 @@ def evaluate_criterion(criterion: Criterion, data: CriterionData, alpha: float) 
     if verdict == "INCONCLUSIVE":
         needed = _samples_needed(criterion, data.values, op, threshold, alpha)
     return result(verdict, interval, needed)
+
+
+def _range(criterion: Criterion) -> tuple[float, float]:
+    """The range a criterion's samples lie in, for a mean."""
+    metric = CATALOG[criterion.metric]
+    assert metric.low is not None
+    assert metric.high is not None
+    if criterion.mode == "noise_adjusted":
+        # differences of two scores in [low, high] lie in [low - high, high - low]
+        span = metric.high - metric.low
+        return -span, span
+    return metric.low, metric.high
+
+
+def _quantile_verdict(
+    op: str, below: int, at: int, low: int | None, high: int | None
+) -> CriterionVerdict:
+    """`compare` for a quantile's interval ends (the low-th and high-th smallest samples),
+    decided from the counts below and at the threshold alone."""
+    if op in ("<=", "<"):
+        passed = high is not None and below + (at if op == "<=" else 0) >= high
+        failed = low is not None and below + at < low
+    else:
+        passed = low is not None and below + (at if op == ">" else 0) < low
+        failed = high is not None and below >= high
+    return "PASS" if passed else "FAIL" if failed else "INCONCLUSIVE"
+
+
+def _judge_evidence(
+    criterion: Criterion,
+    evidence: Evidence,
+    op: str,
+    threshold: float,
+    alpha: float,
+    result: Callable[[CriterionVerdict, Interval | None, int | None, str], CriterionResult],
+) -> CriterionResult:
+    n = evidence.n
+    verdict: CriterionVerdict
+    interval: Interval | None = None
+    needed: int | None = None
+    if n == 0:
+        verdict = "NO_DATA"
+    elif criterion.stat == "quantile":
+        assert criterion.q is not None
+        assert evidence.order is not None
+        low, high, middle = quantile_ranks(n, criterion.q, alpha)
+        estimate = evidence.order(middle)
+        interval = Interval(
+            (estimate[0] + estimate[1]) / 2,
+            evidence.order(low)[0] if low is not None else -math.inf,
+            evidence.order(high)[1] if high is not None else math.inf,
+            n,
+        )
+        verdict = _quantile_verdict(op, evidence.below, evidence.at, low, high)
+        if verdict == "INCONCLUSIVE":
+            below = evidence.below + (evidence.at if op in ("<=", "<") else 0)
+            needed = proportion_samples_needed(below, n, criterion.q, alpha)
+    elif criterion.stat == "proportion":
+        interval = proportion_interval(evidence.nonzero, n, alpha)
+        verdict = compare(interval, op, threshold)
+        if verdict == "INCONCLUSIVE":
+            needed = proportion_samples_needed(evidence.nonzero, n, threshold, alpha)
+    else:
+        assert evidence.blocks is not None
+        low_value, high_value = _range(criterion)
+        interval = mean_interval_blocks(evidence.blocks, low_value, high_value, alpha)
+        verdict = compare(interval, op, threshold)
+        if verdict == "INCONCLUSIVE":
+            needed = mean_samples_needed_blocks(
+                evidence.blocks, low_value, high_value, threshold, alpha
+            )
+    if n < criterion.min_samples:
+        note = f"{n} of {criterion.min_samples} samples"
+        return result("NO_DATA", interval, criterion.min_samples, note)
+    return result(verdict, interval, needed, "")
 
 
 def _samples_needed(

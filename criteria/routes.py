@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from criteria import service, summaries
+from criteria import rollout_service, service, summaries
 from criteria.auth import get_session, require
 from criteria.errors import InvalidCriteria, NoCriteria, ReadinessError
 from criteria.metrics import CATALOG
@@ -26,6 +26,8 @@ from criteria.schemas import (
     ErrorRead,
     PairRead,
     ReadinessRead,
+    RolloutChange,
+    RolloutRead,
     TimelineRead,
     UseCaseRead,
 )
@@ -52,7 +54,7 @@ def create_router(catalog: service.Catalog) -> APIRouter:
     @router.get("/use-cases", response_model=list[UseCaseRead])
     def use_cases(_: Viewer, session: DbSession) -> list[UseCaseRead]:
         """Configured use cases with mode, sample rate and pair counts."""
-        return [service.use_case_summary(session, catalog.get(n)) for n in catalog.names()]
+        return [rollout_service.summary(session, catalog.get(n)) for n in catalog.names()]
 
     @router.get("/readiness", response_model=list[ReadinessRead])
     def readiness_all(_: Viewer, session: DbSession) -> list[ReadinessRead]:
@@ -154,6 +156,27 @@ def create_router(catalog: service.Catalog) -> APIRouter:
         """Monthly API vs self-hosted cost, savings and break-even, with the inputs used."""
         projection = service.cost_projection(session, catalog.get(use_case))
         return CostRead(use_case=use_case, **projection.model_dump())
+
+    @router.get("/use-cases/{use_case}/rollout", response_model=RolloutRead)
+    def rollout(use_case: str, _: Viewer, session: DbSession) -> RolloutRead:
+        """Live mode and percentage, the steps, the fallback rate and the audited history."""
+        return rollout_service.status(session, catalog.get(use_case))
+
+    @router.post(
+        "/use-cases/{use_case}/rollout",
+        response_model=RolloutRead,
+        responses={
+            409: {"model": ErrorRead, "description": "not GO, too early, or nothing to change"},
+            422: {"model": ErrorRead, "description": "force without a reason"},
+        },
+    )
+    def change_rollout(
+        use_case: str, body: RolloutChange, actor: Admin, session: DbSession
+    ) -> RolloutRead:
+        """Advance one step (only on GO, or forced with a reason) or roll back to 0 %."""
+        return rollout_service.change(
+            session, catalog.get(use_case), body.action, actor, body.force, body.reason
+        )
 
     @router.get("/pairs", response_model=list[PairRead])
     def pairs(

@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import yaml
 from sqlalchemy.orm import Session
 
+from criteria import evidence
 from criteria.engine import CriterionData, CriterionResult, decide
 from criteria.errors import InvalidCriteria, UnknownUseCase
-from criteria.metrics import CATALOG, NOISE_COUNTERPART, RELATIVE_COUNTERPART
-from criteria.schema import CriteriaError, CriteriaSet, Criterion, parse_criteria
+from criteria.metrics import CATALOG
+from criteria.rollout import RolloutConfig
+from criteria.schema import CriteriaError, CriteriaSet, parse_criteria
 from criteria.schemas import CriterionRead, ReadinessRead, UseCaseRead, Window
 from criteria.tco import CostProjection, Deployment, TrafficInputs, project
 from storage import repository
@@ -34,6 +36,7 @@ class UseCaseInfo:
     figures: Mapping[str, float] = field(default_factory=dict)
     deployment: Deployment | None = None
     headroom: float = 0.3
+    rollout: RolloutConfig | None = None
 
 
 class Catalog:
@@ -54,10 +57,16 @@ class Catalog:
             raise UnknownUseCase(f"no use case {name!r} is configured") from None
 
 
+@lru_cache(maxsize=256)
+def _parsed(text: str, source: str) -> CriteriaSet:
+    # parsing YAML with line numbers costs tens of ms; each verdict re-reads the same text
+    return parse_criteria(text, source)
+
+
 def parse_for(use_case: str, text: str, source: str) -> CriteriaSet:
     """Parse a criteria document meant for `use_case`; InvalidCriteria on any problem."""
     try:
-        parsed = parse_criteria(text, source)
+        parsed = _parsed(text, source)
     except CriteriaError as exc:
         raise InvalidCriteria(str(exc)) from None
     if parsed.use_case != use_case:
@@ -88,33 +97,6 @@ def sync_config_criteria(session: Session, info: UseCaseInfo) -> None:
 def inline_criteria_text(use_case: str, document: Mapping[str, Any]) -> str:
     """YAML text for criteria written inline in switchover.yaml."""
     return yaml.safe_dump({"use_case": use_case, **document}, sort_keys=False)
-
-
-def _needed_metrics(criterion: Criterion) -> list[str]:
-    if criterion.mode == "noise_adjusted":
-        return [criterion.metric, NOISE_COUNTERPART[criterion.metric]]
-    if criterion.mode == "relative":
-        return [criterion.metric, RELATIVE_COUNTERPART[criterion.metric]]
-    return [criterion.metric]
-
-
-def _series(criterion: Criterion, per_pair: Mapping[str, Mapping[str, float]]) -> np.ndarray:
-    metrics = _needed_metrics(criterion)
-    if criterion.mode == "absolute":
-        values = [row[criterion.metric] for row in per_pair.values() if criterion.metric in row]
-    elif criterion.mode == "noise_adjusted":
-        model, noise = metrics
-        values = [
-            row[model] - row[noise] for row in per_pair.values() if model in row and noise in row
-        ]
-    else:
-        candidate, primary = metrics
-        values = [
-            row[candidate] / row[primary]
-            for row in per_pair.values()
-            if candidate in row and primary in row and row[primary] > 0
-        ]
-    return np.asarray(values, dtype=np.float64)
 
 
 def latest_capacity(session: Session, use_case: str) -> float | None:
@@ -160,27 +142,18 @@ def figures(session: Session, info: UseCaseInfo) -> dict[str, float]:
 
 
 def load_data(
-    session: Session, info: UseCaseInfo, criteria: CriteriaSet
+    session: Session, info: UseCaseInfo, criteria: CriteriaSet, raw: bool = False
 ) -> dict[str, CriterionData]:
-    """Each criterion's samples (in arrival order) or figure."""
+    """Each criterion's evidence (from the score aggregates, or the raw scores) or figure."""
     data: dict[str, CriterionData] = {}
-    by_segment: dict[str | None, dict[str, dict[str, float]]] = {}
     known: dict[str, float] | None = None
     for criterion in criteria.criteria:
         if CATALOG[criterion.metric].kind == "figure":
             known = known if known is not None else figures(session, info)
             data[criterion.name] = CriterionData(figure=known.get(criterion.metric))
-            continue
-        if criterion.segment not in by_segment:
-            wanted = sorted({m for c in criteria.criteria for m in _needed_metrics(c)})
-            per_pair: dict[str, dict[str, float]] = {}
-            rows = repository.metric_rows(session, info.name, wanted, criterion.segment)
-            for pair_id, metric, value in rows:
-                per_pair.setdefault(pair_id, {})[metric] = value
-            by_segment[criterion.segment] = per_pair
-        data[criterion.name] = CriterionData(
-            values=_series(criterion, by_segment[criterion.segment])
-        )
+    per_pair = [c for c in criteria.criteria if CATALOG[c.metric].kind != "figure"]
+    for name, found in evidence.load(session, info.name, per_pair, read_raw=raw).items():
+        data[name] = CriterionData(evidence=found)
     return data
 
 
@@ -189,9 +162,16 @@ def _read(result: CriterionResult) -> CriterionRead:
 
 
 def evaluate(
-    session: Session, info: UseCaseInfo, now: datetime | None = None, store: bool = True
+    session: Session,
+    info: UseCaseInfo,
+    now: datetime | None = None,
+    store: bool = True,
+    raw: bool = False,
 ) -> ReadinessRead:
-    """Evaluate a use case's criteria in force and (by default) store the verdict."""
+    """Evaluate a use case's criteria in force and (by default) store the verdict.
+
+    `raw` reads every sample instead of the score aggregates: the same verdict, slower.
+    """
     now = now or datetime.now(UTC)
     sync_config_criteria(session, info)
     version = repository.latest_criteria(session, info.name)
@@ -214,7 +194,7 @@ def evaluate(
         if first is not None and last is not None and last > first:
             hours = (last - first).total_seconds() / 3600
         start = first.replace(tzinfo=UTC) if first and first.tzinfo is None else first
-        decision = decide(criteria, load_data(session, info, criteria), start, now, hours)
+        decision = decide(criteria, load_data(session, info, criteria, raw), start, now, hours)
         readiness = ReadinessRead(
             use_case=info.name,
             verdict=decision.verdict,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+from datetime import UTC, datetime
 
 from celery import shared_task
 
-from criteria import service
+from criteria import rollout_service, service
 from storage.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -23,16 +25,39 @@ def configure(catalog: service.Catalog) -> None:
 
 
 def evaluate_all(catalog: service.Catalog) -> dict[str, str]:
-    """Evaluate and store every use case's verdict; one failing use case does not stop the rest."""
+    """Evaluate and store every use case's verdict; one failing use case does not stop the rest.
+
+    Each verdict then guards the use case's rollout (a verdict change is recorded, a failing
+    live rollout goes back to 0 %) and the webhook gets the events not yet sent.
+    """
     verdicts: dict[str, str] = {}
     for name in catalog.names():
+        info = catalog.get(name)
         try:
             with session_scope() as session:
-                verdicts[name] = service.evaluate(session, catalog.get(name)).verdict
+                readiness = service.evaluate(session, info)
+            verdicts[name] = readiness.verdict
+            with session_scope() as session:
+                rollout_service.guard(session, info, readiness, datetime.now(UTC))
+            _notify(info)
         except Exception:
             log.exception("evaluating use case %r failed", name)
             verdicts[name] = "error"
     return verdicts
+
+
+def _notify(info: service.UseCaseInfo) -> None:
+    """Send pending events outside any transaction, then mark them sent."""
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        pending = rollout_service.pending_notifications(session, info, now)
+    if not pending:
+        return
+    env = rollout_service.plan_of(info).webhook_url_env
+    url = (os.environ.get(env) or None) if env else None
+    done = rollout_service.notify(pending, url)
+    with session_scope() as session:
+        rollout_service.mark_notified(session, done, now)
 
 
 @shared_task(name=EVALUATE_ALL, ignore_result=True)

@@ -287,3 +287,28 @@ def break_even_chart(frame: pd.DataFrame, break_even: float | None) -> AnyChart:
         )
     chart: AnyChart = alt.layer(*layers).properties(height=300)
     return chart
+
+
+def rollout_chart(frame: pd.DataFrame) -> AnyChart:
+    """The live share answered by the self-hosted model over time, one step per change."""
+    chart: AnyChart = (
+        alt.Chart(frame)
+        .mark_line(interpolate="step-after", point=True, color=SIDE_COLOURS[SELF_HOSTED])
+        .encode(
+            x=_time_axis(frame, "at"),
+            y=alt.Y(
+                "to_percent:Q",
+                title="live traffic to the self-hosted model (%)",
+                scale=alt.Scale(domain=[0, 100]),
+            ),
+            tooltip=[
+                alt.Tooltip("at:T", title="when", format="%Y-%m-%d %H:%M:%S"),
+                alt.Tooltip("event:N"),
+                alt.Tooltip("by:N"),
+                alt.Tooltip("live share:N"),
+                alt.Tooltip("reason:N"),
+            ],
+        )
+        .properties(height=220)
+    )
+    return chart

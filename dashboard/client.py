@@ -181,3 +181,8 @@ class ReadinessClient:
     def cost(self, use_case: str) -> dict[str, Any] | None:
         """The monthly cost projection, or None while the service has none."""
         return self.optional(f"/use-cases/{use_case}/cost")
+
+    def rollout(self, use_case: str) -> dict[str, Any]:
+        """The live rollout: mode, percentage, steps, fallback rate and history."""
+        body: dict[str, Any] = self.get(f"/use-cases/{use_case}/rollout")
+        return body

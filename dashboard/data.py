@@ -70,6 +70,11 @@ class Api:
         body: dict[str, Any] | None = self._get("cost", use_case)
         return body
 
+    def rollout(self, use_case: str) -> dict[str, Any]:
+        """The live rollout and its history."""
+        body: dict[str, Any] = self._get("rollout", use_case)
+        return body
+
 
 def refresh() -> None:
     """Forget every cached answer, so the next run reads the service afresh."""

@@ -549,3 +549,39 @@ def break_even_frame(cost: CostView, points: int = 41) -> pd.DataFrame:
         rows.append({"requests": requests, "side": API, "monthly_usd": requests * per_request})
         rows.append({"requests": requests, "side": SELF_HOSTED, "monthly_usd": fixed})
     return pd.DataFrame(rows, columns=["requests", "side", "monthly_usd"])
+
+
+ROLLOUT_EVENTS = {
+    "advance": "advanced",
+    "rollback": "rolled back",
+    "auto_rollback": "rolled back automatically",
+    "verdict_change": "verdict changed",
+}
+
+
+def fmt_percent(value: float | None) -> str:
+    """`25 %`, or a dash when there is none."""
+    return "—" if value is None else f"{value:g} %"
+
+
+def rollout_frame(rollout: Json) -> pd.DataFrame:
+    """The rollout's events, newest first, as the step history table shows them."""
+    rows = [
+        {
+            "at": parse_time(e["at"]),
+            "event": ROLLOUT_EVENTS.get(e["kind"], e["kind"])
+            + (" (forced)" if e.get("forced") else ""),
+            "by": e["actor"],
+            "live share": (
+                fmt_percent(e["to_percent"])
+                if e["from_percent"] == e["to_percent"]
+                else f"{fmt_percent(e['from_percent'])} → {fmt_percent(e['to_percent'])}"
+            ),
+            "to_percent": float(e["to_percent"]),
+            "verdict": VERDICT_WORDS.get(e.get("verdict") or "", e.get("verdict") or "—"),
+            "reason": e.get("reason") or "",
+        }
+        for e in rollout.get("history", [])
+    ]
+    columns = ["at", "event", "by", "live share", "to_percent", "verdict", "reason"]
+    return pd.DataFrame(rows, columns=columns)

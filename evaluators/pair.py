@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from storage.models import NoiseReask, RequestPair
 
@@ -52,6 +53,9 @@ class PairView:
     candidate: Answer
     noise: Answer | None = None
     deployment: Deployment | None = None
+    # False for a pair stored without its text (`store_text: false`) when the scoring
+    # message's texts are not at hand: then only evaluators that read no text run on it.
+    text_available: bool = True
 
     @property
     def response_format(self) -> dict[str, Any] | None:
@@ -64,6 +68,26 @@ class PairView:
         """Whether the request offered tools (or functions) to call."""
         request = self.request or {}
         return bool(request.get("tools") or request.get("functions"))
+
+
+class AnswerText(BaseModel):
+    """One answer's text and tool calls."""
+
+    text: str | None = None
+    tool_calls: list[Any] | None = None
+
+
+class PairTexts(BaseModel):
+    """The texts of a pair stored without them (`store_text: false`).
+
+    They travel in the scoring message, through the broker only, so that the quality metrics
+    are still scored; the database never sees them.
+    """
+
+    request_body: str | None = None
+    primary: AnswerText = AnswerText()
+    candidate: AnswerText = AnswerText()
+    noise: AnswerText | None = None
 
 
 def _request(body: str | None) -> dict[str, Any] | None:
@@ -100,11 +124,32 @@ def _answer(row: RequestPair | NoiseReask, prefix: str = "") -> Answer:
     )
 
 
+def _with_text(answer: Answer, given: AnswerText | None) -> Answer:
+    if given is None:
+        return answer
+    return replace(answer, text=given.text, tool_calls=_calls(given.tool_calls))
+
+
+def _with_texts(view: PairView, texts: PairTexts) -> PairView:
+    noise = view.noise
+    return replace(
+        view,
+        request=_request(texts.request_body),
+        primary=_with_text(view.primary, texts.primary),
+        candidate=_with_text(view.candidate, texts.candidate),
+        noise=None if noise is None else _with_text(noise, texts.noise),
+        text_available=True,
+    )
+
+
 def pair_view(
-    pair: RequestPair, noise: NoiseReask | None = None, deployment: Deployment | None = None
+    pair: RequestPair,
+    noise: NoiseReask | None = None,
+    deployment: Deployment | None = None,
+    texts: PairTexts | None = None,
 ) -> PairView:
-    """The view of a stored pair (and its noise re-ask)."""
-    return PairView(
+    """The view of a stored pair (and its noise re-ask); `texts` fill in unstored text."""
+    view = PairView(
         id=pair.id,
         use_case=pair.use_case,
         endpoint=pair.endpoint,
@@ -115,4 +160,8 @@ def pair_view(
         candidate=_answer(pair, "candidate_"),
         noise=None if noise is None else _answer(noise),
         deployment=deployment,
+        text_available=pair.text_stored,
     )
+    if texts is not None and not pair.text_stored:
+        return _with_texts(view, texts)
+    return view

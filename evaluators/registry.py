@@ -34,6 +34,10 @@ _EVALUATORS: dict[str, Factory] = {
 
 EVALUATOR_NAMES = tuple(_EVALUATORS)
 
+# Evaluators that read only timings, token counts and models, never text: the only ones that
+# can (re)score a pair stored without its text. A new evaluator is assumed to read text.
+TEXT_FREE_EVALUATORS = frozenset({"latency", "length_ratio", "primary_cost", "candidate_cost"})
+
 # The metric names criteria may use (SPEC §4), by the evaluator that produces them.
 METRICS: dict[str, str] = {
     "primary.latency_ms": "latency",

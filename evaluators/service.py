@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from evaluators.base import Evaluator, PartialFailure, Values
-from evaluators.pair import Deployment, PairView, pair_view
-from evaluators.registry import METRICS, evaluators_for_metrics
+from evaluators.pair import Deployment, PairTexts, PairView, pair_view
+from evaluators.registry import METRICS, TEXT_FREE_EVALUATORS, evaluators_for_metrics
 from evaluators.repository import (
     delete_scores,
     insert_scores,
@@ -70,12 +70,24 @@ def _run(evaluator: Evaluator, pairs: Sequence[PairView]) -> tuple[list[Values],
     return results, errors
 
 
+def _reads_text(evaluator: Evaluator) -> bool:
+    return evaluator.name not in TEXT_FREE_EVALUATORS
+
+
 def evaluate(pairs: Sequence[PairView], evaluators: Sequence[Evaluator]) -> list[ScoreRow]:
-    """Every evaluator over the batch; a failing evaluator yields error rows for its metrics."""
+    """Every evaluator over the batch; a failing evaluator yields error rows for its metrics.
+
+    Pairs whose text is not available get only the metrics that read no text.
+    """
     rows: list[ScoreRow] = []
     for evaluator in evaluators:
-        values, errors = _run(evaluator, pairs)
-        for i, pair in enumerate(pairs):
+        applicable = pairs
+        if _reads_text(evaluator):
+            applicable = [pair for pair in pairs if pair.text_available]
+        if not applicable:
+            continue
+        values, errors = _run(evaluator, applicable)
+        for i, pair in enumerate(applicable):
             if i in errors:
                 rows += [ScoreRow(pair.id, m, None, errors[i]) for m in evaluator.metrics]
                 continue
@@ -94,13 +106,22 @@ def _deployment(session: Session, runtime: ScoringRuntime, use_case: str) -> Dep
     return replace(configured, capacity_rps=measured_capacity(session, use_case))
 
 
-def _views(session: Session, pair_ids: Sequence[str], runtime: ScoringRuntime) -> list[PairView]:
+def _views(
+    session: Session,
+    pair_ids: Sequence[str],
+    runtime: ScoringRuntime,
+    texts: Mapping[str, PairTexts] | None = None,
+) -> list[PairView]:
     loaded = load_pairs(session, pair_ids)
     deployments = {
         use_case: _deployment(session, runtime, use_case)
         for use_case in {pair.use_case for pair, _ in loaded}
     }
-    return [pair_view(pair, noise, deployments[pair.use_case]) for pair, noise in loaded]
+    given = texts or {}
+    return [
+        pair_view(pair, noise, deployments[pair.use_case], given.get(pair.id))
+        for pair, noise in loaded
+    ]
 
 
 def _as_dicts(rows: Sequence[ScoreRow]) -> list[dict[str, object]]:
@@ -114,15 +135,18 @@ def score_stored_pairs(
     pair_ids: Sequence[str],
     runtime: ScoringRuntime,
     compute: AbstractContextManager[Any] | None = None,
+    texts: Mapping[str, PairTexts] | None = None,
 ) -> int:
     """Score the stored pairs that have no scores yet; how many score rows were written.
 
     `compute` (a lock) is held only while the evaluators run, so that one batch's database
-    reads and writes overlap the next batch's model work.
+    reads and writes overlap the next batch's model work. `texts` are those of pairs stored
+    without text, from their scoring messages.
     """
     wanted = list(dict.fromkeys(pair_ids))
     done = scored_pair_ids(session, wanted)
-    views = _views(session, [pair_id for pair_id in wanted if pair_id not in done], runtime)
+    todo = [pair_id for pair_id in wanted if pair_id not in done]
+    views = _views(session, todo, runtime, texts)
     if not views:
         return 0
     with compute or nullcontext():
@@ -136,7 +160,10 @@ def rescore_pairs(
     runtime: ScoringRuntime,
     metrics: Sequence[str] | None = None,
 ) -> int:
-    """Replace the scores of stored pairs (only `metrics`, when given); rows written."""
+    """Replace the scores of stored pairs (only `metrics`, when given); rows written.
+
+    A pair stored without its text keeps the scores that read text: they cannot be redone.
+    """
     evaluators = runtime.evaluators
     if metrics:
         names = evaluators_for_metrics(tuple(metrics))
@@ -148,5 +175,11 @@ def rescore_pairs(
     rows = evaluate(views, evaluators)
     if metrics:
         rows = [row for row in rows if row.metric in metrics]
-    delete_scores(session, [view.id for view in views], list(metrics) if metrics else None)
+    redone = list(metrics) if metrics else None
+    delete_scores(session, [view.id for view in views if view.text_available], redone)
+    without_text = [view.id for view in views if not view.text_available]
+    if without_text:
+        text_free = [m for e in evaluators if not _reads_text(e) for m in e.metrics]
+        replaced = [m for m in text_free if redone is None or m in redone]
+        delete_scores(session, without_text, replaced)
     return insert_scores(session, _as_dicts(rows))

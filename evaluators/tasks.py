@@ -4,6 +4,8 @@ Each stored pair is one message (`enqueue_scoring`); the worker buffers them and
 on up to `BATCH_SIZE` at once (celery-batches), so the embedding model encodes a whole batch
 and the database sees one read and one write per batch. Messages are acknowledged after their
 batch ran; scores are written once per (pair, metric), so a redelivered message is harmless.
+The message of a pair stored without its text (`store_text: false`) carries the texts, so they
+exist only in the broker until the pair is scored.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from celery import Celery, Task, shared_task
 from celery_batches import Batches, SimpleRequest
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from evaluators.pair import PairTexts
 from evaluators.runtime import current
 from evaluators.service import score_stored_pairs
 from storage.db import session_scope
@@ -67,9 +70,8 @@ def _republish(app: Celery, requests: Sequence[SimpleRequest], exc: Exception) -
             log.error("giving up scoring pair %s after %s attempts: %s", pair_id, attempt, exc)
             continue
         countdown = min(60, 2 ** min(attempt, 6))
-        app.send_task(
-            SCORE_PAIRS, args=(pair_id,), kwargs={"attempt": attempt}, countdown=countdown
-        )
+        texts = (request.kwargs or {}).get("texts")
+        _send(app, pair_id, {"attempt": attempt, "texts": texts}, countdown=countdown)
     log.warning("scoring %s pairs failed, retrying: %s", len(requests), exc)
 
 
@@ -84,10 +86,15 @@ def _republish(app: Celery, requests: Sequence[SimpleRequest], exc: Exception) -
 def score_pairs(self: Task[Any, Any], requests: list[SimpleRequest]) -> int:
     """Score a batch of stored pairs (one pair id per message); the number of rows written."""
     pair_ids = [str(request.args[0]) for request in requests]
+    texts = {
+        str(request.args[0]): PairTexts.model_validate(request.kwargs["texts"])
+        for request in requests
+        if (request.kwargs or {}).get("texts")
+    }
     try:
         started = time.perf_counter()
         with session_scope() as session:
-            written = score_stored_pairs(session, pair_ids, current(), _one_batch_at_a_time)
+            written = score_stored_pairs(session, pair_ids, current(), _one_batch_at_a_time, texts)
         elapsed = time.perf_counter() - started
         log.info("scored %s pairs in %.3f s (%s rows)", len(pair_ids), elapsed, written)
         return written
@@ -96,6 +103,24 @@ def score_pairs(self: Task[Any, Any], requests: list[SimpleRequest]) -> int:
         return 0
 
 
-def enqueue_scoring(app: Celery, pair_id: str) -> None:
-    """Ask `app`'s broker for a stored pair to be scored (its routes pick the scoring queue)."""
-    app.send_task(SCORE_PAIRS, args=(pair_id,))
+def _send(
+    app: Celery, pair_id: str, kwargs: dict[str, Any], countdown: float | None = None
+) -> None:
+    present = {key: value for key, value in kwargs.items() if value is not None}
+    # Celery logs `kwargsrepr` instead of the kwargs: the texts never reach a log line.
+    shown = {key: "<not logged>" if key == "texts" else value for key, value in present.items()}
+    app.send_task(
+        SCORE_PAIRS,
+        args=(pair_id,),
+        kwargs=present,
+        kwargsrepr=repr(shown),
+        countdown=countdown,
+    )
+
+
+def enqueue_scoring(app: Celery, pair_id: str, texts: PairTexts | None = None) -> None:
+    """Ask `app`'s broker for a stored pair to be scored (its routes pick the scoring queue).
+
+    `texts` are those of a pair stored without them; they travel in the message only.
+    """
+    _send(app, pair_id, {"texts": texts.model_dump(mode="json") if texts else None})

@@ -18,19 +18,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from criteria.routes import install as install_readiness_api
 from shadow.config import SwitchoverConfig
 from shadow.jobs import ShadowJob
+from shadow.live import LiveSync, LiveTraffic
 from shadow.mirror import Mirror, Publish
+from shadow.openapi import CHAT_COMPLETIONS, COMPLETIONS
 from shadow.proxy import Proxy, openai_error
 from shadow.readiness import PeriodicEvaluation, catalog_for
 from shadow.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_CHAT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object", "required": ["model"]}}},
-    }
-}
 
 
 class CeleryPublisher:
@@ -127,6 +122,8 @@ def create_app(
                 create_celery,
                 start_embedded_worker,
             )
+            from shadow.periodic import Periodic
+            from shadow.retention import purge_expired
             from shadow.service import build_runtime, use_runtime
             from storage.migrate import upgrade
 
@@ -135,9 +132,19 @@ def create_app(
             configure_evaluators(config)
             state["worker"] = start_embedded_worker(create_celery(settings), settings)
             state["evaluation"] = PeriodicEvaluation(catalog, settings.evaluate_every_s)
+            state["retention"] = Periodic(
+                lambda: purge_expired(config), settings.purge_every_s, "switchover-retention"
+            )
         mirror = Mirror(publish or CeleryPublisher(settings), settings.shadow_buffer_size)
         state["mirror"] = mirror
-        state["proxy"] = Proxy(config, sessions, mirror, settings.max_body_bytes)
+        live = None
+        if any(u.mode != "shadow" or u.rollout is not None for u in config.use_cases.values()):
+            # Only use cases with a rollout need the database's live percentages.
+            live = LiveTraffic.from_config(config)
+            state["live_sync"] = LiveSync(live, catalog, settings.rollout_sync_s)
+            await state["live_sync"].sync()
+            state["live_sync"].start()
+        state["proxy"] = Proxy(config, sessions, mirror, settings.max_body_bytes, live=live)
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall every request for tens of ms.
         gc.collect()
@@ -145,9 +152,13 @@ def create_app(
         try:
             yield
         finally:
+            if "live_sync" in state:
+                await state["live_sync"].stop()
             mirror.close()
             if "evaluation" in state:
                 state["evaluation"].stop()
+            if "retention" in state:
+                state["retention"].stop()
             if "worker" in state:
                 state["worker"].stop()
             for session in sessions.values():
@@ -165,12 +176,12 @@ def create_app(
     def proxy() -> Proxy:
         return state["proxy"]  # type: ignore[no-any-return]
 
-    @app.post("/v1/chat/completions", tags=["proxy"], openapi_extra=_CHAT_BODY)
+    @app.post("/v1/chat/completions", tags=["proxy"], openapi_extra=CHAT_COMPLETIONS)
     async def chat_completions(request: Request) -> Response:
         """OpenAI chat completions, answered by the use case's primary."""
         return await proxy().completions(request, "chat.completions")
 
-    @app.post("/v1/completions", tags=["proxy"], openapi_extra=_CHAT_BODY)
+    @app.post("/v1/completions", tags=["proxy"], openapi_extra=COMPLETIONS)
     async def completions(request: Request) -> Response:
         """OpenAI text completions, answered by the use case's primary."""
         return await proxy().completions(request, "completions")

@@ -13,6 +13,7 @@ from evaluators.pair import Deployment
 from evaluators.runtime import configure
 from evaluators.tasks import SCORE_PAIRS
 from shadow.config import SwitchoverConfig
+from shadow.retention import PURGE_EXPIRED
 from shadow.settings import Settings, get_settings
 
 EMBEDDED_BROKER = "memory://localhost/"
@@ -37,7 +38,8 @@ def create_celery(settings: Settings) -> Celery:
         include=["shadow.tasks", "criteria.tasks", "evaluators.tasks"],
         task_routes={SCORE_PAIRS: {"queue": settings.scoring_queue_name}},
         beat_schedule={
-            "evaluate-readiness": {"task": EVALUATE_ALL, "schedule": settings.evaluate_every_s}
+            "evaluate-readiness": {"task": EVALUATE_ALL, "schedule": settings.evaluate_every_s},
+            "purge-expired-pairs": {"task": PURGE_EXPIRED, "schedule": settings.purge_every_s},
         },
         task_default_queue=settings.queue,
         task_acks_late=True,

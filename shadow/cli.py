@@ -129,6 +129,27 @@ def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
     downgrade(revision=revision)
 
 
+@db_app.command("purge")
+def db_purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="count what would go, delete nothing")
+    ] = False,
+) -> None:
+    """Delete pairs older than their use case's `privacy.retention_days`, with their scores."""
+    from shadow.retention import purge_expired
+
+    report = purge_expired(_load(get_settings()), dry_run=dry_run)
+    if not report:
+        typer.echo("no use case with stored pairs has a retention period (privacy.retention_days)")
+    verb = "would purge" if dry_run else "purged"
+    for purged in report:
+        typer.echo(
+            f"{purged.use_case}: {verb} {purged.pairs} pairs, {purged.scores} scores, "
+            f"{purged.noise_reasks} noise re-asks received before "
+            f"{purged.before.isoformat(timespec='seconds')}"
+        )
+
+
 @app.command()
 def simulate(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8001,
@@ -142,12 +163,16 @@ def simulate(
     error_rate: Annotated[float, typer.Option(help="share answered with HTTP 500")] = 0.0,
     hang_rate: Annotated[float, typer.Option(help="share never answered")] = 0.0,
     garbage_rate: Annotated[float, typer.Option(help="share answered with broken bodies")] = 0.0,
+    cut_rate: Annotated[float, typer.Option(help="share cut off half-way through")] = 0.0,
     concurrency_limit: Annotated[
         int, typer.Option(help="requests served at once; 0 = no limit")
     ] = 0,
     quality: Annotated[str, typer.Option(help="perfect, good, mediocre or bad")] = "perfect",
     model_name: Annotated[str, typer.Option(help="model listed by /v1/models")] = "sim-model",
     require_api_key: Annotated[str | None, typer.Option(help="reject other keys with 401")] = None,
+    reject_unknown_fields: Annotated[
+        bool, typer.Option(help="400 on fields the OpenAI API does not know, like OpenAI")
+    ] = False,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     prompts: Annotated[Path | None, typer.Option(help="prompt set (JSON Lines)")] = None,
 ) -> None:
@@ -162,9 +187,11 @@ def simulate(
         error_rate=error_rate,
         hang_rate=hang_rate,
         garbage_rate=garbage_rate,
+        cut_rate=cut_rate,
         concurrency_limit=concurrency_limit,
         answer_mix=quality_preset(quality),
         require_api_key=require_api_key,
+        reject_unknown_fields=reject_unknown_fields,
         seed=seed,
         model_name=model_name,
         prompts_path=prompts,
@@ -298,6 +325,75 @@ def gate(
     else:
         render(Console(), readiness)
     raise typer.Exit(EXIT_CODES.get(readiness["verdict"], EXIT_ERROR))
+
+
+rollout_app = typer.Typer(
+    help="Gradual cut-over: live traffic to the candidate, step by step.", no_args_is_help=True
+)
+app.add_typer(rollout_app, name="rollout")
+
+_RolloutUrl = Annotated[str, typer.Option(envvar="SWITCHOVER_URL", help="the Switchover service")]
+_RolloutToken = Annotated[
+    str | None, typer.Option(envvar="SWITCHOVER_TOKEN", help="a token (admin to change)")
+]
+
+
+def _rollout(
+    use_case: str,
+    url: str,
+    token: str | None,
+    action: str | None,
+    force: bool = False,
+    reason: str | None = None,
+) -> None:
+    from rich.console import Console
+
+    from shadow import cutover
+
+    try:
+        if action is None:
+            found = cutover.fetch_status(url, use_case, token)
+        else:
+            found = cutover.change(url, use_case, token, action, force, reason)
+    except cutover.RolloutError as exc:
+        typer.echo(f"switchover rollout: {exc}", err=True)
+        raise typer.Exit(1 if exc.status in (409, 422) else 3) from None
+    cutover.render(Console(), found)
+
+
+@rollout_app.command("status")
+def rollout_status(
+    use_case: Annotated[str, typer.Argument(help="the use case")],
+    url: _RolloutUrl = "http://127.0.0.1:8080",
+    token: _RolloutToken = None,
+) -> None:
+    """Mode, live percentage, steps, fallback rate and the latest events."""
+    _rollout(use_case, url, token, None)
+
+
+@rollout_app.command("advance")
+def rollout_advance(
+    use_case: Annotated[str, typer.Argument(help="the use case")],
+    url: _RolloutUrl = "http://127.0.0.1:8080",
+    token: _RolloutToken = None,
+    force: Annotated[
+        bool, typer.Option(help="advance without GO or before the step's minimum time")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="why (required with --force)")] = None,
+) -> None:
+    """Move one step up (only on GO); exit 1 when refused, 3 on error."""
+    _rollout(use_case, url, token, "advance", force, reason)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(
+    use_case: Annotated[str, typer.Argument(help="the use case")],
+    url: _RolloutUrl = "http://127.0.0.1:8080",
+    token: _RolloutToken = None,
+    reason: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
+) -> None:
+    """Send all live traffic back to the primary (0 %, shadow mode)."""
+    _rollout(use_case, url, token, "rollback", reason=reason)
 
 
 @app.command()

@@ -7,12 +7,21 @@ on the first request that needs the broken part.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from criteria import yamldoc
+from criteria.rollout import RolloutConfig
 from evaluators.config import EvaluatorsConfig
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -71,6 +80,37 @@ class ShadowSettings(BaseModel):
     timeout_s: float = Field(60, gt=0)
 
 
+def _regex(pattern: str) -> str:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    if compiled.fullmatch(""):
+        raise ValueError("the pattern matches the empty string")
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+PatternName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+
+
+class PrivacySettings(BaseModel):
+    """What of a pair's text is stored, with what masked, and for how long.
+
+    Top level: the defaults of every use case; under a use case, the fields given there
+    replace the top-level ones.
+    """
+
+    model_config = _STRICT
+
+    store_text: bool = Field(True, description="false: metrics and hashes only")
+    redact: tuple[Literal["email", "phone", "card"], ...] = ()
+    patterns: dict[PatternName, Regex] = Field(
+        default_factory=dict, description="name: regex; matches are stored as [NAME]"
+    )
+    retention_days: float | None = Field(None, gt=0, description="pairs older are purged")
+
+
 class UseCase(BaseModel):
     """One LLM feature: the API model it runs on today and the candidate that may replace it."""
 
@@ -79,8 +119,16 @@ class UseCase(BaseModel):
     primary: Target
     candidate: Target
     shadow: ShadowSettings = ShadowSettings()
-    mode: Literal["shadow"] = "shadow"
+    # Where live traffic starts; once a rollout change is stored, the stored state wins.
+    mode: Literal["shadow", "canary", "candidate"] = "shadow"
+    rollout: RolloutConfig | None = None
     criteria: str | dict[str, Any] | None = None
+    privacy: PrivacySettings | None = None
+
+    @property
+    def rollout_plan(self) -> RolloutConfig:
+        """The `rollout:` section, or the default plan when the use case has none."""
+        return self.rollout or RolloutConfig()
 
 
 class SwitchoverConfig(BaseModel):
@@ -91,6 +139,7 @@ class SwitchoverConfig(BaseModel):
     upstreams: dict[str, Upstream]
     use_cases: dict[str, UseCase]
     evaluators: EvaluatorsConfig = EvaluatorsConfig()
+    privacy: PrivacySettings = PrivacySettings()
 
     @model_validator(mode="after")
     def _targets_name_known_upstreams(self) -> SwitchoverConfig:
@@ -104,6 +153,22 @@ class SwitchoverConfig(BaseModel):
                         f"unknown upstream {target.upstream!r} (configured: {known})",
                     )
         return self
+
+    def privacy_for(self, use_case: str) -> PrivacySettings:
+        """The top-level `privacy:` with the fields a use case sets replaced (any name works)."""
+        own = self.use_cases[use_case].privacy if use_case in self.use_cases else None
+        if own is None:
+            return self.privacy
+        return self.privacy.model_copy(
+            update={field: getattr(own, field) for field in own.model_fields_set}
+        )
+
+    def secrets(self) -> list[str]:
+        """The values of every configured API key that is set in the environment."""
+        keys = [upstream.api_key() for upstream in self.upstreams.values()]
+        judge_env = self.evaluators.judge.api_key_env
+        keys.append(os.environ.get(judge_env) if judge_env else None)
+        return [key for key in keys if key]
 
     def use_case_for(self, header: str | None, model: str | None) -> str | None:
         """The use case a request belongs to: header, else the primary model, else `default`."""

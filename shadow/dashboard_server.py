@@ -56,9 +56,24 @@ def streamlit_command(port: int, host: str) -> list[str]:
     ]
 
 
+# What Streamlit and an HTTP client need from the environment; nothing else is passed on, so the
+# dashboard never holds the service's database URL, broker URL or upstream API keys.
+_PASSED_ON = frozenset(
+    {"PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "SYSTEMROOT"}
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"}
+    | {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
+)
+_PASSED_ON_PREFIXES = ("LC_", "STREAMLIT_", "PYTHON")
+
+
 def dashboard_environment(url: str, token: str) -> dict[str, str]:
-    """This process's environment plus the service URL and the viewer token for the dashboard."""
-    return {**os.environ, "SWITCHOVER_URL": url.rstrip("/"), "SWITCHOVER_TOKEN": token}
+    """A minimal environment for the dashboard: the service URL, its viewer token, locale, paths."""
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if name in _PASSED_ON or name.startswith(_PASSED_ON_PREFIXES)
+    }
+    return {**kept, "SWITCHOVER_URL": url.rstrip("/"), "SWITCHOVER_TOKEN": token}
 
 
 def port_or_free(preferred: int, host: str = "127.0.0.1") -> int:

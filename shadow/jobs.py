@@ -21,8 +21,26 @@ class PrimaryCapture(BaseModel):
     arrivals: list[tuple[int, float]] | None = None
 
 
+class CandidateCapture(BaseModel):
+    """The candidate's live answer (canary), or how it failed before the primary took over."""
+
+    status_code: int | None = None
+    body: str = ""
+    latency_ms: float
+    first_byte_ms: float | None = None
+    request_id: str | None = None
+    arrivals: list[tuple[int, float]] | None = None
+    error: str | None = None
+    error_kind: str | None = None
+
+
 class ShadowJob(BaseModel):
-    """One sampled request, waiting to be replayed to the candidate."""
+    """One sampled request, waiting to be replayed to the side that did not answer it live.
+
+    In shadow mode the primary answered and the candidate is asked. When the candidate answered
+    live (canary), `primary` is None and the worker asks the primary instead (the reverse
+    shadow); when the candidate failed and the primary answered, both sides are captured.
+    """
 
     pair_id: str
     use_case: str
@@ -31,5 +49,6 @@ class ShadowJob(BaseModel):
     request_body: str
     stream: bool
     client_auth: bool
-    primary: PrimaryCapture
+    primary: PrimaryCapture | None
+    candidate: CandidateCapture | None = None
     feature: str | None = None

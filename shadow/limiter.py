@@ -2,11 +2,15 @@
 
 With Redis available the cap holds across every worker process and machine (a counting
 semaphore of leases that expire, so a killed worker cannot hold a slot for ever); without it
-the cap holds within one process, which is what embedded mode runs.
+the cap holds within one process, which is what embedded mode runs. While a configured Redis
+is unreachable, the cap falls back to holding within each process: a job must not fail (and
+be lost) because its limiter is down.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -15,6 +19,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 import redis
+
+log = logging.getLogger(__name__)
 
 
 class SlotTimeout(TimeoutError):
@@ -72,17 +78,30 @@ class RedisLimiter:
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._poll_s = poll_s
+        self._fallback = LocalLimiter()
 
     @contextmanager
     def slot(self, key: str, limit: int, lease_s: float, wait_s: float) -> Iterator[None]:
         name = f"switchover:in-flight:{key}"
         token = uuid.uuid4().hex
         give_up = time.monotonic() + wait_s
-        while not self._acquire(keys=[name], args=[limit, int(lease_s * 1000), token]):
-            if time.monotonic() > give_up:
-                raise SlotTimeout(f"no free candidate slot for {key!r} within {wait_s:g} s")
-            time.sleep(self._poll_s)
+        try:
+            while not self._acquire(keys=[name], args=[limit, int(lease_s * 1000), token]):
+                if time.monotonic() > give_up:
+                    raise SlotTimeout(f"no free candidate slot for {key!r} within {wait_s:g} s")
+                time.sleep(self._poll_s)
+        except redis.RedisError as exc:
+            log.warning("limiter Redis unreachable, capping %r in this process: %s", key, exc)
+            shared = False
+        else:
+            shared = True
+        if not shared:
+            with self._fallback.slot(key, limit, lease_s, max(give_up - time.monotonic(), 0)):
+                yield
+            return
         try:
             yield
         finally:
-            self._redis.zrem(name, token)
+            # Unreachable now, the lease still expires by itself.
+            with contextlib.suppress(redis.RedisError):
+                self._redis.zrem(name, token)

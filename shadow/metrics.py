@@ -23,3 +23,11 @@ SHADOW_DROPPED = Counter(
     ["use_case", "reason"],
 )
 SHADOW_BUFFERED = Gauge("switchover_shadow_buffered", "Shadow jobs waiting for the broker")
+LIVE_OUTCOMES = Counter(
+    "switchover_live_candidate_total",
+    "Live requests routed to the candidate, by outcome (candidate, fallback_<reason>, broken)",
+    ["use_case", "outcome"],
+)
+LIVE_PERCENT = Gauge(
+    "switchover_live_percent", "Share of live traffic answered by the candidate", ["use_case"]
+)

@@ -24,8 +24,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from criteria.rollout import BROKEN, CANDIDATE, FALLBACK_PREFIX
 from shadow.config import SwitchoverConfig, Upstream, UseCase
-from shadow.jobs import PrimaryCapture, ShadowJob
+from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob
+from shadow.live import LiveTraffic
 from shadow.metrics import OVERHEAD, REQUESTS
 from shadow.mirror import Mirror
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 USE_CASE_HEADER = "x-switchover-use-case"
 FEATURE_HEADER = "x-switchover-feature"
+SERVED_BY_HEADER = "x-switchover-served-by"
+FALLBACK_HEADER = "x-switchover-fallback"
 # Request headers that are about this hop, or that the proxy sets itself.
 _DROP_REQUEST = frozenset(
     {
@@ -71,6 +75,25 @@ def openai_error(
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
+# The fields the proxy reads itself; the upstream validates everything else.
+_READ_FIELDS = (("model", str, "a string"), ("stream", bool, "a boolean"))
+
+
+def _wrong_type(payload: dict[str, Any]) -> Response | None:
+    """An OpenAI-style 400 when a field the proxy reads has the wrong type (null is allowed)."""
+    for name, kind, expected in _READ_FIELDS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, kind):
+            return openai_error(
+                400,
+                f"Invalid type for '{name}': expected {expected}, got {type(value).__name__}.",
+                "invalid_request_error",
+                "invalid_type",
+                name,
+            )
+    return None
+
+
 @dataclass
 class _Route:
     use_case_name: str
@@ -78,6 +101,34 @@ class _Route:
     upstream: Upstream
     session: aiohttp.ClientSession
     url_base: str
+
+
+@dataclass
+class _CandidateRoute:
+    """Where a use case's live candidate answers come from (canary and candidate modes)."""
+
+    model: str
+    api_key: str | None
+    session: aiohttp.ClientSession
+    url_base: str
+    first_byte_timeout_s: float
+    reverse_sample_rate: float
+
+
+@dataclass
+class _Call:
+    """One client request on its way to an upstream."""
+
+    route: _Route
+    endpoint: str
+    body: bytes
+    payload: dict[str, Any]
+    headers: dict[str, str]
+    client_auth: bool
+    feature: str | None
+    stream: bool
+    started: float
+    received_at: float
 
 
 @dataclass
@@ -103,6 +154,35 @@ class _Sample:
     status: int
     request_id: str | None
     first_byte_s: float
+    candidate: CandidateCapture | None = None  # the candidate failed, the primary answered
+    served_by_candidate: bool = False  # the candidate answered; the worker asks the primary
+
+    @classmethod
+    def of(
+        cls,
+        call: _Call,
+        pair_id: str,
+        response: aiohttp.ClientResponse,
+        first_byte_s: float,
+        candidate: CandidateCapture | None = None,
+        served_by_candidate: bool = False,
+    ) -> _Sample:
+        """The sample of a request whose answer has begun to arrive."""
+        return cls(
+            pair_id=pair_id,
+            use_case=call.route.use_case_name,
+            endpoint=call.endpoint,
+            received_at=call.received_at,
+            body=call.body,
+            stream=call.stream,
+            client_auth=call.client_auth,
+            feature=call.feature,
+            status=response.status,
+            request_id=response.headers.get("x-request-id"),
+            first_byte_s=first_byte_s,
+            candidate=candidate,
+            served_by_candidate=served_by_candidate,
+        )
 
 
 class Proxy:
@@ -115,13 +195,16 @@ class Proxy:
         mirror: Mirror | None,
         max_body_bytes: int,
         rng: random.Random | None = None,
+        live: LiveTraffic | None = None,
     ) -> None:
         self._config = config
         self._sessions = sessions
         self._mirror = mirror
         self._max_body_bytes = max_body_bytes
         self._rng = rng or random.Random()
+        self._live = live
         self._routes = {name: self._route(name) for name in config.use_cases}
+        self._candidates = {name: self._candidate(name) for name in config.use_cases}
         self._by_model: dict[str, str] = {}
         for name, use_case in config.use_cases.items():
             self._by_model.setdefault(use_case.primary.model, name)
@@ -136,6 +219,20 @@ class Proxy:
             upstream,
             self._sessions[use_case.primary.upstream],
             upstream.base_url.rstrip("/"),
+        )
+
+    def _candidate(self, name: str) -> _CandidateRoute:
+        use_case = self._config.use_cases[name]
+        upstream = self._config.upstreams[use_case.candidate.upstream]
+        plan = use_case.rollout_plan
+        reverse = plan.reverse_sample_rate
+        return _CandidateRoute(
+            model=use_case.candidate.model,
+            api_key=upstream.api_key(),
+            session=self._sessions[use_case.candidate.upstream],
+            url_base=upstream.base_url.rstrip("/"),
+            first_byte_timeout_s=plan.first_byte_timeout_s,
+            reverse_sample_rate=use_case.shadow.sample_rate if reverse is None else reverse,
         )
 
     def _resolve(self, header: str | None, model: Any) -> _Route | None:
@@ -228,6 +325,9 @@ class Proxy:
             return openai_error(
                 400, "Request body must be a JSON object.", "invalid_request_error", "invalid_json"
             )
+        wrong_type = _wrong_type(payload)
+        if wrong_type is not None:
+            return wrong_type
         header = request.headers.get(USE_CASE_HEADER)
         route = self._resolve(header, payload.get("model"))
         if route is None:
@@ -244,36 +344,50 @@ class Proxy:
                 "model",
             )
         headers, client_auth = self._forward_headers(request, route)
-        feature = request.headers.get(FEATURE_HEADER)
-        stream = payload.get("stream") is True
+        call = _Call(
+            route=route,
+            endpoint=endpoint,
+            body=body,
+            payload=payload,
+            headers=headers,
+            client_auth=client_auth,
+            feature=request.headers.get(FEATURE_HEADER),
+            stream=payload.get("stream") is True,
+            started=started,
+            received_at=received_at,
+        )
+        percent = self._live.percent.get(route.use_case_name, 0.0) if self._live else 0.0
+        if percent > 0 and (percent >= 100 or self._rng.random() * 100 < percent):
+            return await self._via_candidate(call)
         pair_id = None
         if self._mirror is not None and self._rng.random() < route.use_case.shadow.sample_rate:
             pair_id = str(uuid.uuid4())
+        return await self._via_primary(call, pair_id, time.perf_counter())
+
+    async def _via_primary(
+        self,
+        call: _Call,
+        pair_id: str | None,
+        upstream_started: float,
+        failed: CandidateCapture | None = None,
+    ) -> Response:
+        """Answer from the primary; `failed` is the candidate's failure this one stands in for."""
+        route, endpoint, started, stream = call.route, call.endpoint, call.started, call.stream
         url = route.url_base + (
             "/chat/completions" if endpoint == "chat.completions" else "/completions"
         )
-        upstream_started = time.perf_counter()
         try:
-            response = await route.session.post(url, data=body, headers=headers)
+            response = await route.session.post(url, data=call.body, headers=call.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._upstream_failed(exc, route.use_case_name, endpoint)
         first_byte_s = time.perf_counter() - started
         sample = None
         if pair_id is not None and 200 <= response.status < 300:
-            sample = _Sample(
-                pair_id=pair_id,
-                use_case=route.use_case_name,
-                endpoint=endpoint,
-                received_at=received_at,
-                body=body,
-                stream=stream,
-                client_auth=client_auth,
-                feature=feature,
-                status=response.status,
-                request_id=response.headers.get("x-request-id"),
-                first_byte_s=first_byte_s,
-            )
+            sample = _Sample.of(call, pair_id, response, first_byte_s, candidate=failed)
         REQUESTS.labels(route.use_case_name, endpoint, str(response.status)).inc()
+        served = {SERVED_BY_HEADER: "primary"}
+        if failed is not None:
+            served[FALLBACK_HEADER] = failed.error_kind or "error"
         if not (stream and response.status == 200 and response.content_type == "text/event-stream"):
             try:
                 content = await response.read()
@@ -284,6 +398,7 @@ class Proxy:
             out = self._response_headers(
                 response, started, time.perf_counter() - upstream_started, sample
             )
+            out.update(served)
             background = None
             if sample is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -294,8 +409,144 @@ class Proxy:
         out = self._response_headers(
             response, started, time.perf_counter() - upstream_started, sample
         )
+        out.update(served)
         on_complete = partial(self._mirror_stream, sample) if sample is not None else None
         return RelayResponse(response, out, started, on_complete)
+
+    async def _via_candidate(self, call: _Call) -> Response:
+        """Answer from the candidate; on its error, or no first byte in time, from the primary.
+
+        Only a failure before anything reached the client can be hidden: a stream that breaks
+        after its first chunk reaches the client broken (and is counted as `broken`).
+        """
+        route = call.route
+        candidate = self._candidates[route.use_case_name]
+        name = route.use_case_name
+        pair_id = None
+        # The primary can be re-asked only with a key of the configuration, never the client's.
+        if (
+            self._mirror is not None
+            and not call.client_auth
+            and self._rng.random() < candidate.reverse_sample_rate
+        ):
+            pair_id = str(uuid.uuid4())
+        call.payload["model"] = candidate.model
+        body = orjson.dumps(call.payload)
+        headers = {k: v for k, v in call.headers.items() if k != "authorization"}
+        if candidate.api_key:
+            headers["authorization"] = f"Bearer {candidate.api_key}"
+        url = candidate.url_base + (
+            "/chat/completions" if call.endpoint == "chat.completions" else "/completions"
+        )
+        upstream_started = time.perf_counter()
+        response: aiohttp.ClientResponse | None = None
+        first = b""
+        relay = False
+        try:
+            async with asyncio.timeout(candidate.first_byte_timeout_s):
+                response = await candidate.session.post(url, data=body, headers=headers)
+                relay = (
+                    call.stream
+                    and response.status == 200
+                    and response.content_type == "text/event-stream"
+                )
+                if relay:
+                    first = await response.content.readany()
+            first_byte_s = time.perf_counter() - call.started
+            if not 200 <= response.status < 300:
+                text = (await response.read()).decode("utf-8", "replace")
+                response.release()
+                failed = self._failure(
+                    call, "http_status", f"HTTP {response.status}: {text}", response.status
+                )
+            elif relay and not first:
+                response.release()
+                failed = self._failure(call, "invalid_response", "the stream ended empty")
+            else:
+                failed = None
+        except TimeoutError:
+            if response is not None:
+                response.close()
+            failed = self._failure(
+                call,
+                "timeout",
+                f"no first byte within {candidate.first_byte_timeout_s:g} s",
+                latency_ms=candidate.first_byte_timeout_s * 1000,
+            )
+        except aiohttp.ClientError as exc:
+            if response is not None:
+                response.close()
+            failed = self._failure(call, "connection", f"{type(exc).__name__}: {exc}")
+        if failed is not None:
+            self._count(name, f"{FALLBACK_PREFIX}{failed.error_kind}")
+            return await self._via_primary(call, pair_id, upstream_started, failed)
+        assert response is not None
+        REQUESTS.labels(name, call.endpoint, str(response.status)).inc()
+        sample = None
+        if pair_id is not None:
+            sample = _Sample.of(call, pair_id, response, first_byte_s, served_by_candidate=True)
+        if not relay:
+            try:
+                content = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failed = self._failure(call, "connection", f"{type(exc).__name__}: {exc}")
+                self._count(name, f"{FALLBACK_PREFIX}{failed.error_kind}")
+                return await self._via_primary(call, pair_id, upstream_started, failed)
+            finally:
+                response.release()
+            self._count(name, CANDIDATE)
+            out = self._response_headers(
+                response, call.started, time.perf_counter() - upstream_started, sample
+            )
+            out[SERVED_BY_HEADER] = "candidate"
+            background = None
+            if sample is not None:
+                latency_ms = (time.perf_counter() - call.started) * 1000
+                background = BackgroundTask(self._mirror_answer, sample, content, latency_ms)
+            return Response(
+                content, status_code=response.status, headers=out, background=background
+            )
+        out = self._response_headers(
+            response, call.started, time.perf_counter() - upstream_started, sample
+        )
+        out[SERVED_BY_HEADER] = "candidate"
+
+        def complete(state: _StreamState) -> None:
+            self._count(name, CANDIDATE)
+            if sample is not None:
+                self._mirror_stream(sample, state)
+
+        return RelayResponse(
+            response,
+            out,
+            call.started,
+            complete,
+            first=first,
+            first_at=first_byte_s,
+            on_broken=partial(self._count, name, BROKEN),
+        )
+
+    def _failure(
+        self,
+        call: _Call,
+        kind: str,
+        message: str,
+        status: int | None = None,
+        latency_ms: float | None = None,
+    ) -> CandidateCapture:
+        """The candidate's failure, measured like a worker's failed call."""
+        if latency_ms is None:
+            latency_ms = (time.perf_counter() - call.started) * 1000
+        return CandidateCapture(
+            status_code=status,
+            latency_ms=latency_ms,
+            error=message[:2000],
+            error_kind=kind,
+        )
+
+    def _count(self, use_case: str, outcome: str) -> None:
+        if self._live is not None:
+            self._live.count(use_case, outcome)
 
     def _response_headers(
         self,
@@ -349,6 +600,10 @@ class Proxy:
 
     def _submit(self, sample: _Sample, capture: PrimaryCapture) -> None:
         assert self._mirror is not None
+        primary: PrimaryCapture | None = capture
+        candidate = sample.candidate
+        if sample.served_by_candidate:
+            primary, candidate = None, CandidateCapture.model_validate(capture.model_dump())
         self._mirror.submit(
             ShadowJob(
                 pair_id=sample.pair_id,
@@ -358,15 +613,17 @@ class Proxy:
                 request_body=sample.body.decode("utf-8", "replace"),
                 stream=sample.stream,
                 client_auth=sample.client_auth,
-                primary=capture,
+                primary=primary,
+                candidate=candidate,
                 feature=sample.feature,
             )
         )
 
 
 class RelayResponse(Response):
-    """Streams the primary's chunks to the client as they arrive.
+    """Streams an upstream's chunks to the client as they arrive.
 
+    `first` is a chunk already read (the candidate's, read before committing to its answer).
     Lighter than Starlette's StreamingResponse (no task group per response): one watcher task
     notices a client that goes away and closes the upstream stream, so the API stops
     generating an answer nobody reads.
@@ -378,6 +635,9 @@ class RelayResponse(Response):
         headers: dict[str, str],
         started: float,
         on_complete: Callable[[_StreamState], None] | None,
+        first: bytes = b"",
+        first_at: float = 0.0,
+        on_broken: Callable[[], None] | None = None,
     ) -> None:
         # Deliberately not Response.__init__: there is no body to render, only chunks to relay.
         self.status_code = upstream.status
@@ -388,6 +648,9 @@ class RelayResponse(Response):
         self._upstream = upstream
         self._started = started
         self._on_complete = on_complete
+        self._first = first
+        self._first_at = first_at
+        self._on_broken = on_broken
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = _StreamState()
@@ -408,7 +671,11 @@ class RelayResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            received = 0
+            received = len(self._first)
+            if self._first:
+                state.chunks.append(self._first)
+                state.arrivals.append((received, self._first_at))
+                await send({"type": "http.response.body", "body": self._first, "more_body": True})
             async for chunk in upstream.content.iter_any():
                 received += len(chunk)
                 state.chunks.append(chunk)
@@ -418,7 +685,9 @@ class RelayResponse(Response):
             state.complete = not state.client_gone
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if not state.client_gone:
-                log.warning("primary stream broke off: %s", exc)
+                log.warning("upstream stream broke off: %s", exc)
+                if self._on_broken is not None:
+                    self._on_broken()
         finally:
             watcher.cancel()
             upstream.release()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from criteria.errors import InvalidCriteria
@@ -10,6 +9,7 @@ from criteria.service import Catalog, UseCaseInfo, inline_criteria_text, parse_f
 from criteria.tasks import evaluate_all
 from criteria.tco import Deployment
 from shadow.config import ConfigError, SwitchoverConfig
+from shadow.periodic import Periodic
 
 
 def catalog_for(config: SwitchoverConfig, config_dir: Path | None) -> Catalog:
@@ -62,26 +62,14 @@ def catalog_for(config: SwitchoverConfig, config_dir: Path | None) -> Catalog:
                 figures=figures,
                 deployment=costs,
                 headroom=deployment.headroom if deployment is not None else 0.3,
+                rollout=use_case.rollout,
             )
         )
     return Catalog(infos)
 
 
-class PeriodicEvaluation:
+class PeriodicEvaluation(Periodic):
     """Re-evaluates every use case in a background thread (embedded mode's Celery beat)."""
 
     def __init__(self, catalog: Catalog, every_s: float) -> None:
-        self._catalog = catalog
-        self._every_s = every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="switchover-evaluation", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every_s):
-            evaluate_all(self._catalog)
-
-    def stop(self) -> None:
-        """Stop after the evaluation under way, if any."""
-        self._stop.set()
-        self._thread.join(30)
+        super().__init__(lambda: evaluate_all(catalog), every_s, "switchover-evaluation")

@@ -14,7 +14,7 @@ import orjson
 
 from shadow.caller import answer_fields, call_upstream
 from shadow.config import SwitchoverConfig, Target, UseCase
-from shadow.jobs import ShadowJob
+from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob
 from shadow.limiter import Limiter, LocalLimiter, RedisLimiter
 from shadow.settings import Settings, get_settings
 from shadow.wire import InvalidAnswer, parse_body, parse_stream
@@ -73,12 +73,19 @@ def unit_interval(pair_id: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def primary_fields(job: ShadowJob) -> AnswerFields:
-    """The primary's answer and timings from what the proxy captured."""
-    capture = job.primary
+def captured_fields(capture: PrimaryCapture | CandidateCapture, stream: bool) -> AnswerFields:
+    """An answer and its timings from what the proxy saw pass (or the failure it saw)."""
+    if isinstance(capture, CandidateCapture) and capture.error_kind is not None:
+        return AnswerFields(
+            status_code=capture.status_code,
+            latency_ms=capture.latency_ms,
+            error=capture.error,
+            error_kind=capture.error_kind,
+        )
+    status_code = capture.status_code or 200
     raw = capture.body.encode()
     try:
-        if job.stream:
+        if stream:
             arrivals = capture.arrivals or []
             answer = parse_stream(raw, arrivals)
             first = answer.first_token_s
@@ -88,12 +95,27 @@ def primary_fields(job: ShadowJob) -> AnswerFields:
             ttft_ms = capture.latency_ms
     except InvalidAnswer as exc:
         return AnswerFields(
-            status_code=capture.status_code,
+            status_code=status_code,
             latency_ms=capture.latency_ms,
             error=str(exc),
             error_kind="invalid_response",
         )
-    return answer_fields(answer, capture.status_code, capture.latency_ms, ttft_ms, job.stream)
+    return answer_fields(answer, status_code, capture.latency_ms, ttft_ms, stream)
+
+
+def primary_fields(job: ShadowJob) -> AnswerFields:
+    """The primary's answer and timings from what the proxy captured."""
+    assert job.primary is not None
+    return captured_fields(job.primary, job.stream)
+
+
+def ask_primary(runtime: WorkerRuntime, use_case: UseCase, job: ShadowJob) -> AnswerFields:
+    """The reverse shadow: ask the primary what the candidate answered live."""
+    upstream = runtime.config.upstreams[use_case.primary.upstream]
+    request = orjson.loads(job.request_body)
+    body = _request_for(use_case.primary, request, job.stream)
+    body["model"] = request.get("model", use_case.primary.model)
+    return _call(runtime, use_case.primary, job.endpoint, body, upstream.timeout_s)
 
 
 def _request_for(target: Target, request: dict[str, Any], stream: bool) -> dict[str, Any]:
@@ -145,14 +167,28 @@ def reask_primary(runtime: WorkerRuntime, use_case: UseCase, job: ShadowJob) -> 
 
 
 def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate | None:
-    """Run the candidate (and maybe the noise re-ask) for a job; None if its use case is gone."""
+    """Measure the side the proxy did not see (and maybe the noise re-ask); None to drop it."""
     use_case = runtime.config.use_cases.get(job.use_case)
     if use_case is None:
         log.warning(
             "dropping pair %s: use case %r is no longer configured", job.pair_id, job.use_case
         )
         return None
-    candidate = call_candidate(runtime, job.use_case, job)
+    if job.candidate is not None:
+        candidate = captured_fields(job.candidate, job.stream)
+    else:
+        candidate = call_candidate(runtime, job.use_case, job)
+    if job.primary is not None:
+        primary = primary_fields(job)
+    else:
+        primary = ask_primary(runtime, use_case, job)
+        if primary.error is not None:
+            log.warning(
+                "dropping pair %s: the primary failed the reverse shadow: %s",
+                job.pair_id,
+                primary.error,
+            )
+            return None
     noise = reask_primary(runtime, use_case, job)
     request = orjson.loads(job.request_body)
     return PairCreate(
@@ -165,8 +201,8 @@ def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate | None:
         request_body=job.request_body,
         request_sha256=hashlib.sha256(job.request_body.encode()).hexdigest(),
         primary_model=str(request.get("model") or use_case.primary.model),
-        primary_request_id=job.primary.request_id,
-        primary=primary_fields(job),
+        primary_request_id=job.primary.request_id if job.primary else None,
+        primary=primary,
         candidate_model=use_case.candidate.model,
         candidate=candidate,
         noise=noise,

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(16, ge=1)
     embedded_worker_concurrency: int = Field(8, ge=1)
     evaluate_every_s: float = Field(60.0, gt=0, description="how often verdicts are re-evaluated")
+    rollout_sync_s: float = Field(
+        1.0, gt=0, description="how often a proxy reads live percentages and stores its counts"
+    )
+    purge_every_s: float = Field(
+        3600.0, gt=0, description="how often pairs past their retention period are purged"
+    )
 
     @property
     def embedded(self) -> bool:

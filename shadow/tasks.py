@@ -10,6 +10,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from evaluators.tasks import enqueue_scoring
 from shadow.jobs import ShadowJob
+from shadow.privacy import protect
+from shadow.retention import PURGE_EXPIRED, purge_expired
 from shadow.service import get_runtime, measure_pair
 from storage.db import session_scope
 from storage.models import RequestPair
@@ -38,7 +40,8 @@ def mirror_pair(
     """Replay one request to the candidate and store the pair once.
 
     A retry after a database error carries the measured pair, so the candidate is not asked
-    twice; a redelivered job whose pair is already stored does nothing.
+    twice; a redelivered job whose pair is already stored does nothing. What is stored is what
+    the use case's `privacy:` allows; texts that are not stored go to the scoring message only.
     """
     shadow_job = ShadowJob.model_validate(job)
     if measured is not None:
@@ -49,9 +52,11 @@ def mirror_pair(
         pair = measure_pair(get_runtime(), shadow_job)
     if pair is None:
         return "skipped"
+    config = get_runtime().config
+    protected = protect(pair, config.privacy_for(pair.use_case), config.secrets())
     try:
         with session_scope() as session:
-            inserted = insert_pair(session, pair)
+            inserted = insert_pair(session, protected.stored)
     except (OperationalError, DBAPIError) as exc:
         countdown = min(60, 2 ** min(self.request.retries, 6))
         log.warning("storing pair %s failed, retrying in %s s: %s", pair.id, countdown, exc)
@@ -61,7 +66,7 @@ def mirror_pair(
     if not inserted:
         return "duplicate"
     try:
-        enqueue_scoring(self.app, pair.id)
+        enqueue_scoring(self.app, pair.id, protected.transient)
     except Exception:
         # The pair is stored; retrying would only find it stored and never score it.
         log.exception(
@@ -71,3 +76,9 @@ def mirror_pair(
             pair.use_case,
         )
     return "stored"
+
+
+@shared_task(name=PURGE_EXPIRED, ignore_result=True)
+def purge_expired_pairs() -> int:
+    """The beat entry point of the retention period; how many pairs were purged."""
+    return sum(purged.pairs for purged in purge_expired(get_runtime().config))

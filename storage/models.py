@@ -1,6 +1,9 @@
 """SQLAlchemy models: use cases, request pairs, noise re-asks, scores, criteria, decisions.
 
 No column ever holds an `Authorization` header or an API key: the shadow job never carries them.
+Text columns hold what the use case's `privacy:` lets through (redacted, or nothing at all); the
+`*_sha256` columns hold the hash of that same text, so identical requests and answers can still
+be told apart when the text itself is not stored.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -20,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -72,11 +77,18 @@ class RequestPair(Base):
     completed_at: Mapped[datetime] = mapped_column(default=utcnow)
     request_body: Mapped[str | None] = mapped_column(Text)
     request_sha256: Mapped[str] = mapped_column(String(64))
+    text_stored: Mapped[bool] = mapped_column(
+        Boolean,
+        default=True,
+        server_default=true(),
+        comment="false under `store_text: false`: no request, answer or error text, only hashes",
+    )
 
     primary_model: Mapped[str] = mapped_column(String(200))
     primary_request_id: Mapped[str | None] = mapped_column(String(200))
     primary_status_code: Mapped[int] = mapped_column(Integer)
     primary_text: Mapped[str | None] = mapped_column(Text)
+    primary_sha256: Mapped[str | None] = mapped_column(String(64))
     primary_tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
     primary_finish_reason: Mapped[str | None] = mapped_column(String(40))
     primary_latency_ms: Mapped[float] = mapped_column(Float)
@@ -88,6 +100,7 @@ class RequestPair(Base):
     candidate_model: Mapped[str] = mapped_column(String(200))
     candidate_status_code: Mapped[int | None] = mapped_column(Integer)
     candidate_text: Mapped[str | None] = mapped_column(Text)
+    candidate_sha256: Mapped[str | None] = mapped_column(String(64))
     candidate_tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
     candidate_finish_reason: Mapped[str | None] = mapped_column(String(40))
     candidate_latency_ms: Mapped[float] = mapped_column(Float)
@@ -110,6 +123,7 @@ class NoiseReask(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status_code: Mapped[int | None] = mapped_column(Integer)
     text: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
     tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
     finish_reason: Mapped[str | None] = mapped_column(String(40))
     latency_ms: Mapped[float] = mapped_column(Float)
@@ -194,3 +208,78 @@ class CapacityRun(Base):
     error_limit: Mapped[float] = mapped_column(Float)
     rps_at_slo: Mapped[float | None] = mapped_column(Float)
     steps: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class RolloutState(Base):
+    """A use case's live percentage once a rollout change was made (absent: the config's mode)."""
+
+    __tablename__ = "rollout_states"
+
+    use_case: Mapped[str] = mapped_column(String(200), primary_key=True)
+    percent: Mapped[float] = mapped_column(Float, comment="share of live traffic to the candidate")
+    since: Mapped[datetime] = mapped_column(default=utcnow, comment="when this step began")
+
+
+class RolloutEvent(Base):
+    """An audited rollout change or verdict change; `notified_at` is set once the webhook went."""
+
+    __tablename__ = "rollout_events"
+    __table_args__ = (Index("ix_rollout_events_use_case_at", "use_case", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    use_case: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(
+        String(30), comment="advance, rollback, auto_rollback or verdict_change"
+    )
+    actor: Mapped[str] = mapped_column(String(200), comment="token name, or `switchover`")
+    from_percent: Mapped[float] = mapped_column(Float)
+    to_percent: Mapped[float] = mapped_column(Float)
+    verdict: Mapped[str | None] = mapped_column(String(30), comment="the verdict at the time")
+    previous_verdict: Mapped[str | None] = mapped_column(String(30))
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    notified_at: Mapped[datetime | None] = mapped_column()
+
+
+class LiveCount(Base):
+    """Live requests routed to the candidate per minute and outcome, summed over all proxies."""
+
+    __tablename__ = "live_counts"
+
+    use_case: Mapped[str] = mapped_column(String(200), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    outcome: Mapped[str] = mapped_column(
+        String(40), primary_key=True, comment="candidate, broken or fallback_<reason>"
+    )
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ScoreAggregate(Base):
+    """Sums of one score series over 10 minutes of pair arrivals (see `storage.aggregates`)."""
+
+    __tablename__ = "score_aggregates"
+
+    use_case: Mapped[str] = mapped_column(String(200), primary_key=True)
+    series: Mapped[str] = mapped_column(String(220), primary_key=True, comment="metric or derived")
+    feature: Mapped[str] = mapped_column(String(200), primary_key=True, comment="'' when untagged")
+    bucket: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, comment="10-minute periods since 1970 of the pairs' arrival"
+    )
+    n: Mapped[int] = mapped_column(Integer)
+    nonzero: Mapped[int] = mapped_column(Integer)
+    total: Mapped[float] = mapped_column(Float)
+    total_sq: Mapped[float] = mapped_column(Float)
+
+
+class ScoreHistogram(Base):
+    """How many values of one score series fall in one bin of the 3-significant-digit grid."""
+
+    __tablename__ = "score_histograms"
+
+    use_case: Mapped[str] = mapped_column(String(200), primary_key=True)
+    series: Mapped[str] = mapped_column(String(220), primary_key=True)
+    feature: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bin: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage import aggregates
 from storage.models import (
     ApiToken,
     CapacityRun,
     CriteriaVersion,
     Decision,
+    LiveCount,
     NoiseReask,
     RequestPair,
+    RolloutEvent,
+    RolloutState,
     Score,
     UseCase,
 )
@@ -53,6 +57,7 @@ def insert_pair(session: Session, pair: PairCreate) -> bool:
     values["primary_status_code"] = pair.primary.status_code or 200
     if not _insert_ignoring_duplicates(session, RequestPair, values):
         return False
+    aggregates.add_pairs(session, [(pair.use_case, pair.feature, pair.created_at)])
     if pair.noise is not None:
         session.add(NoiseReask(pair_id=pair.id, **pair.noise.model_dump()))
     return True
@@ -122,32 +127,17 @@ def list_decisions(session: Session, use_case: str, limit: int = 100) -> Sequenc
 
 
 def pair_window(session: Session, use_case: str) -> tuple[int, datetime | None, datetime | None]:
-    """How many pairs a use case has, and when the first and the last were received."""
-    count, first, last = session.execute(
-        select(
-            func.count(), func.min(RequestPair.created_at), func.max(RequestPair.created_at)
-        ).where(RequestPair.use_case == use_case)
-    ).one()
-    return int(count), first, last
+    """How many pairs a use case has, and when the first and the last were received.
 
-
-def metric_rows(
-    session: Session, use_case: str, metrics: Sequence[str], feature: str | None = None
-) -> Sequence[tuple[str, str, float]]:
-    """(pair id, metric, value) of the scored metrics, in the order the requests arrived."""
-    query = (
-        select(Score.pair_id, Score.metric, Score.value)
-        .join(RequestPair, RequestPair.id == Score.pair_id)
-        .where(
-            RequestPair.use_case == use_case,
-            Score.metric.in_(metrics),
-            Score.value.is_not(None),
+    The count is the aggregates' (kept with every pair stored or deleted): counting the rows
+    would read all of them.
+    """
+    first, last = session.execute(
+        select(func.min(RequestPair.created_at), func.max(RequestPair.created_at)).where(
+            RequestPair.use_case == use_case
         )
-        .order_by(RequestPair.created_at, RequestPair.id)
-    )
-    if feature is not None:
-        query = query.where(RequestPair.feature == feature)
-    return session.execute(query).tuples().all()  # type: ignore[return-value]
+    ).one()
+    return aggregates.pair_count(session, use_case), first, last
 
 
 def add_token(session: Session, name: str, role: str, token_sha256: str) -> ApiToken:
@@ -218,3 +208,147 @@ def traffic_summary(session: Session, use_case: str) -> tuple[float | None, int,
         per_minute[key] = per_minute.get(key, 0) + 1
     busiest = max(per_minute.values(), default=0)
     return (float(total) if total is not None else None), int(priced or 0), busiest
+
+
+def rollout_state(session: Session, use_case: str, lock: bool = False) -> RolloutState | None:
+    """A use case's stored rollout state; `lock` holds the row until the unit of work ends."""
+    query = select(RolloutState).where(RolloutState.use_case == use_case)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def rollout_states(session: Session) -> Sequence[RolloutState]:
+    """Every stored rollout state."""
+    return session.scalars(select(RolloutState)).all()
+
+
+def set_rollout_state(
+    session: Session, use_case: str, percent: float, since: datetime
+) -> RolloutState:
+    """Store a use case's live percentage and when it was set."""
+    row = session.get(RolloutState, use_case)
+    if row is None:
+        row = RolloutState(use_case=use_case, percent=percent, since=since)
+        session.add(row)
+    else:
+        row.percent, row.since = percent, since
+    session.flush()
+    return row
+
+
+def add_rollout_event(session: Session, event: RolloutEvent) -> RolloutEvent:
+    """Store an audited rollout or verdict change."""
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_rollout_events(
+    session: Session, use_case: str, limit: int = 100, kind: str | None = None
+) -> Sequence[RolloutEvent]:
+    """A use case's rollout events, newest first (only those of `kind` if given)."""
+    query = select(RolloutEvent).where(RolloutEvent.use_case == use_case)
+    if kind is not None:
+        query = query.where(RolloutEvent.kind == kind)
+    return session.scalars(
+        query.order_by(RolloutEvent.at.desc(), RolloutEvent.id.desc()).limit(limit)
+    ).all()
+
+
+def unnotified_events(session: Session, use_case: str) -> Sequence[RolloutEvent]:
+    """Events whose webhook has not been sent yet, oldest first."""
+    return session.scalars(
+        select(RolloutEvent)
+        .where(RolloutEvent.use_case == use_case, RolloutEvent.notified_at.is_(None))
+        .order_by(RolloutEvent.at, RolloutEvent.id)
+    ).all()
+
+
+def add_live_counts(session: Session, counts: dict[tuple[str, datetime, str], int]) -> None:
+    """Add (use case, minute, outcome) counts to the stored ones; several proxies add up."""
+    if not counts:
+        return
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    rows = [
+        {"use_case": use_case, "minute": minute, "outcome": outcome, "count": n}
+        for (use_case, minute, outcome), n in sorted(counts.items())
+    ]
+    statement = module.insert(LiveCount).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["use_case", "minute", "outcome"],
+            set_={"count": LiveCount.count + statement.excluded.count},
+        )
+    )
+
+
+def live_counts(session: Session, use_case: str, since: datetime) -> dict[str, int]:
+    """Live outcome counts of a use case from the minute bucket holding `since` on."""
+    bucket = since.replace(second=0, microsecond=0)
+    found = session.execute(
+        select(LiveCount.outcome, func.sum(LiveCount.count))
+        .where(LiveCount.use_case == use_case, LiveCount.minute >= bucket)
+        .group_by(LiveCount.outcome)
+    ).tuples()
+    return {outcome: int(total) for outcome, total in found}
+
+
+def stored_use_cases(session: Session) -> list[str]:
+    """Names of the use cases that have had pairs stored."""
+    return list(session.scalars(select(UseCase.name).order_by(UseCase.name)))
+
+
+def expired_pair_ids(session: Session, use_case: str, before: datetime, limit: int) -> list[str]:
+    """Ids of up to `limit` of a use case's pairs received before `before`, oldest first."""
+    query = (
+        select(RequestPair.id)
+        .where(RequestPair.use_case == use_case, RequestPair.created_at < before)
+        .order_by(RequestPair.created_at, RequestPair.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def count_expired(session: Session, use_case: str, before: datetime) -> tuple[int, int, int]:
+    """(pairs, scores, noise re-asks) a purge of a use case's pairs before `before` removes."""
+    expired = select(RequestPair.id).where(
+        RequestPair.use_case == use_case, RequestPair.created_at < before
+    )
+    pairs = session.scalar(select(func.count()).select_from(expired.subquery()))
+    scores = session.scalar(select(func.count()).where(Score.pair_id.in_(expired)))
+    noise = session.scalar(select(func.count()).where(NoiseReask.pair_id.in_(expired)))
+    return int(pairs or 0), int(scores or 0), int(noise or 0)
+
+
+def delete_pairs(session: Session, pair_ids: Sequence[str]) -> tuple[int, int, int]:
+    """Delete pairs with their scores and noise re-asks; (pairs, scores, re-asks) removed.
+
+    The children are deleted explicitly rather than left to ON DELETE CASCADE, so that the
+    counts are known and SQLite behaves the same without its foreign-keys pragma. The score
+    aggregates (which hold no text) lose the deleted scores, so verdicts forget them too.
+    """
+    if not pair_ids:
+        return 0, 0, 0
+    ids = list(pair_ids)
+
+    def deleted(model: Any, column: Any) -> int:
+        result = cast("CursorResult[Any]", session.execute(delete(model).where(column.in_(ids))))
+        return int(result.rowcount or 0)
+
+    removed = session.execute(
+        delete(Score)
+        .where(Score.pair_id.in_(ids))
+        .returning(Score.pair_id, Score.metric, Score.value)
+    ).tuples()
+    # the score aggregates forget purged pairs in the same unit of work
+    scores = aggregates.remove_scores(session, list(removed))
+    noise = deleted(NoiseReask, NoiseReask.pair_id)
+    gone = session.execute(
+        select(RequestPair.use_case, RequestPair.feature, RequestPair.created_at).where(
+            RequestPair.id.in_(ids)
+        )
+    ).tuples()
+    aggregates.remove_pairs(session, list(gone))
+    return deleted(RequestPair, RequestPair.id), scores, noise

@@ -14,6 +14,7 @@ class AnswerFields(BaseModel):
     status_code: int | None = None
     text: str | None = None
     tool_calls: list[Any] | None = None
+    sha256: str | None = None
     finish_reason: str | None = None
     latency_ms: float
     ttft_ms: float | None = None
@@ -35,6 +36,7 @@ class PairCreate(BaseModel):
     created_at: datetime
     request_body: str | None
     request_sha256: str
+    text_stored: bool = True
     primary_model: str
     primary_request_id: str | None
     primary: AnswerFields

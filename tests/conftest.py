@@ -33,6 +33,8 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("SWITCHOVER_TEST_REDIS", "redis://127.0.0.1:6379/14")
 VENV_BIN = Path(sys.executable).parent
 
+pytest_plugins = ["tests.fixtures.services"]
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05) -> Any:
     """Poll until `predicate()` is truthy; fail the test with a clear message otherwise."""
@@ -216,10 +218,10 @@ def proxy() -> Iterator[Callable[..., str]]:
 class WorkerProcess:
     """`switchover worker` in a subprocess, with its output kept for failure messages."""
 
-    def __init__(self, env: dict[str, str], concurrency: int) -> None:
+    def __init__(self, env: dict[str, str], concurrency: int, *args: str) -> None:
         self.output: list[str] = []
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "switchover"), "worker", "--concurrency", str(concurrency)],
+            [str(VENV_BIN / "switchover"), "worker", "--concurrency", str(concurrency), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -281,8 +283,8 @@ def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
     """Start `switchover worker` subprocesses; all stopped after the test."""
     workers: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], concurrency: int = 4) -> WorkerProcess:
-        worker = WorkerProcess(env, concurrency)
+    def start(env: dict[str, str], concurrency: int = 4, *args: str) -> WorkerProcess:
+        worker = WorkerProcess(env, concurrency, *args)
         workers.append(worker)
         return worker
 

@@ -19,12 +19,14 @@ from dashboard.frames import (
     distribution_table,
     fmt_hours,
     fmt_number,
+    fmt_percent,
     fmt_usd,
     history_frame,
     measured,
     only,
     parse_time,
     proportion_frame,
+    rollout_frame,
     time_to_decision,
     timeline_frame,
     with_quantiles,
@@ -134,6 +136,54 @@ def criteria_section() -> None:
 
 
 panel("Success criteria", criteria_section)
+
+
+def rollout_section() -> None:
+    """Live traffic on the self-hosted model: mode, share, fallback rate and step history."""
+    rollout = api.rollout(use_case)
+    fallback = rollout["fallback"]
+    mode_column, share_column, fallback_column, next_column = st.columns(4)
+    mode_column.metric("mode", rollout["mode"])
+    share_column.metric(
+        "live traffic to the self-hosted model",
+        fmt_percent(rollout["percent"]),
+        help="The rest is answered by the API model, as before.",
+    )
+    rate = fallback["rate"]
+    fallback_column.metric(
+        "fallback rate",
+        "—" if rate is None else f"{rate:.1%}",
+        help=(
+            f"Of {fallback['routed']:,} live requests sent to the self-hosted model since "
+            f"{parse_time(fallback['window_start']):%Y-%m-%d %H:%M} UTC, the share the API "
+            f"answered instead (or that broke off mid-stream). Above {fallback['limit']:.1%} "
+            "the rollout goes back to 0 % automatically."
+        ),
+    )
+    allowed = parse_time(rollout.get("next_allowed_at"))
+    next_column.metric(
+        "next step",
+        fmt_percent(rollout["next_percent"]),
+        help=f"allowed from {allowed:%Y-%m-%d %H:%M} UTC, on a GO verdict" if allowed else None,
+    )
+    steps = " → ".join(
+        f"**{fmt_percent(s)}**" if s == rollout["percent"] else fmt_percent(s)
+        for s in rollout["steps"]
+    )
+    st.markdown(f"Steps: {steps}")
+    frame = rollout_frame(rollout)
+    if frame.empty:
+        st.info(
+            f"{use_case} has not been rolled out yet: every live request is answered by the "
+            "API model. An admin advances it one step at a time on a GO verdict "
+            f"(`switchover rollout advance {use_case}`)."
+        )
+        return
+    changes = frame[frame["event"] != "verdict changed"]
+    if not changes.empty:
+        st.altair_chart(charts.rollout_chart(changes), width="stretch")
+    st.dataframe(frame.drop(columns=["to_percent"]), hide_index=True, width="stretch")
+
 
 if readiness["pairs"] == 0:
     st.info(
@@ -301,6 +351,7 @@ def worst_pairs_section() -> None:
 
 
 for title, section in (
+    ("Rollout", rollout_section),
     ("Latency", latency_section),
     ("Answer quality", quality_section),
     ("Cost", cost_section),

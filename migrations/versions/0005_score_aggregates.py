@@ -7,6 +7,9 @@ Create Date: 2026-11-27 23:50:00.000000
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +17,42 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "score_aggregates",
+        sa.Column("use_case", sa.String(length=200), nullable=False),
+        sa.Column("series", sa.String(length=220), nullable=False, comment="metric or derived"),
+        sa.Column("feature", sa.String(length=200), nullable=False, comment="'' when untagged"),
+        sa.Column(
+            "bucket",
+            sa.BigInteger(),
+            nullable=False,
+            comment="10-minute periods since 1970 of the pairs' arrival",
+        ),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.Column("nonzero", sa.Integer(), nullable=False),
+        sa.Column("total", sa.Float(), nullable=False),
+        sa.Column("total_sq", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "use_case", "series", "feature", "bucket", name=op.f("pk_score_aggregates")
+        ),
+    )
+    op.create_table(
+        "score_histograms",
+        sa.Column("use_case", sa.String(length=200), nullable=False),
+        sa.Column("series", sa.String(length=220), nullable=False),
+        sa.Column("feature", sa.String(length=200), nullable=False),
+        sa.Column("bin", sa.BigInteger(), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "use_case", "series", "feature", "bin", name=op.f("pk_score_histograms")
+        ),
+    )
+    # Existing scores are folded in once here; from now on the scoring keeps them current.
+    from storage.aggregates import rebuild_all
+
+    rebuild_all(op.get_bind())
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("score_histograms")
+    op.drop_table("score_aggregates")

@@ -38,6 +38,21 @@ from shadow.simulator.prompts import (
 )
 
 HANG_SECONDS = 3600.0
+# The request fields of the OpenAI API, for `reject_unknown_fields`.
+_COMMON_FIELDS = frozenset(
+    {
+        "model", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
+        "presence_penalty", "seed", "stop", "stream", "stream_options", "temperature", "top_p",
+        "user",
+    }
+)  # fmt: skip
+CHAT_FIELDS = _COMMON_FIELDS | {
+    "messages", "audio", "function_call", "functions", "max_completion_tokens", "metadata",
+    "modalities", "parallel_tool_calls", "prediction", "prompt_cache_key", "reasoning_effort",
+    "response_format", "safety_identifier", "service_tier", "store", "tool_choice", "tools",
+    "top_logprobs", "verbosity", "web_search_options",
+}  # fmt: skip
+COMPLETION_FIELDS = _COMMON_FIELDS | {"prompt", "best_of", "echo", "suffix"}
 MAX_TOKENS_LIMIT = 32768
 OWNER = "switchover-simulator"
 
@@ -81,6 +96,9 @@ class SimulatorConfig(BaseModel):
     garbage_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share answered with a broken body or stream."
     )
+    cut_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share whose connection drops half-way through."
+    )
     concurrency_limit: int = Field(
         default=0, ge=0, description="Requests served at once, others queue; 0 = unlimited."
     )
@@ -90,6 +108,11 @@ class SimulatorConfig(BaseModel):
     )
     require_api_key: str | None = Field(
         default=None, description="Answer 401 unless this bearer key is sent."
+    )
+    reject_unknown_fields: bool = Field(
+        default=False,
+        description="Answer 400 to request fields OpenAI does not know, as the OpenAI API does "
+        "(vLLM and other servers accept extra fields).",
     )
     seed: int | None = Field(default=None, description="Seed of the random draws.")
     model_name: str = Field(default="sim-model", description="Model listed by /v1/models.")
@@ -124,8 +147,8 @@ class SimulatorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_rates(self) -> SimulatorConfig:
-        if self.error_rate + self.hang_rate + self.garbage_rate > 1:
-            raise ValueError("error_rate + hang_rate + garbage_rate must not exceed 1")
+        if self.error_rate + self.hang_rate + self.garbage_rate + self.cut_rate > 1:
+            raise ValueError("error_rate + hang_rate + garbage_rate + cut_rate must not exceed 1")
         return self
 
 
@@ -272,7 +295,7 @@ class _Stats:
         }
 
 
-_Outcome = Literal["ok", "error", "hang", "garbage"]
+_Outcome = Literal["ok", "error", "hang", "garbage", "cut"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +328,9 @@ class _Simulator:
         for variant in self._variants:
             previous = self._cum_weights[-1] if self._cum_weights else 0.0
             self._cum_weights.append(previous + config.answer_mix[variant])
-        self._failure_rate = config.error_rate + config.hang_rate + config.garbage_rate
+        self._failure_rate = (
+            config.error_rate + config.hang_rate + config.garbage_rate + config.cut_rate
+        )
         self._auth = None if config.require_api_key is None else f"Bearer {config.require_api_key}"
         self._slot: AbstractAsyncContextManager[Any] = (
             asyncio.Semaphore(config.concurrency_limit)
@@ -342,8 +367,10 @@ class _Simulator:
             return "error"
         if draw < config.error_rate + config.hang_rate:
             return "hang"
-        if draw < self._failure_rate:
+        if draw < config.error_rate + config.hang_rate + config.garbage_rate:
             return "garbage"
+        if draw < self._failure_rate:
+            return "cut"
         return "ok"
 
     def _latency(self) -> float:
@@ -368,6 +395,15 @@ class _Simulator:
             raise _RequestError(400, "We could not parse the JSON body of your request.") from None
         if not isinstance(body, dict):
             raise _RequestError(400, "The request body must be a JSON object.")
+        if self.config.reject_unknown_fields:
+            unknown = sorted(body.keys() - (CHAT_FIELDS if chat else COMPLETION_FIELDS))
+            if unknown:
+                raise _RequestError(
+                    400,
+                    f"Unknown parameter: '{unknown[0]}'.",
+                    param=unknown[0],
+                    code="unknown_parameter",
+                )
         model = body.get("model", self.config.model_name)
         if not isinstance(model, str):
             raise _RequestError(400, "'model' must be a string.", param="model")
@@ -457,21 +493,25 @@ class _Simulator:
             )
         created = int(time.time())
         if job.stream:
-            return await self._stream(request, job, created, garbage=outcome == "garbage")
+            return await self._stream(request, job, created, outcome)
         body = orjson.dumps(_completion_body(job, created))
+        if outcome == "cut":
+            return await _cut_off(request, web.StreamResponse(), body)
         if outcome == "garbage":
             body = body[: len(body) // 2]
         return web.Response(body=body, content_type="application/json")
 
     async def _stream(
-        self, request: web.Request, job: _Job, created: int, *, garbage: bool
+        self, request: web.Request, job: _Job, created: int, outcome: _Outcome
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(request)
         events = _stream_events(job, created)
-        if garbage:
+        if outcome == "cut":
+            return await _cut_off(request, response, b"".join(events))
+        await response.prepare(request)
+        if outcome == "garbage":
             events = events[: max(1, len(events) // 2)]
             events.append(b'data: {"id": "chatcmpl-garbage", "choices": [{"delta": {"conte\n\n')
         try:
@@ -523,6 +563,20 @@ class _Simulator:
         return web.Response(
             body=orjson.dumps(self.stats.as_dict()), content_type="application/json"
         )
+
+
+async def _cut_off(
+    request: web.Request, response: web.StreamResponse, body: bytes
+) -> web.StreamResponse:
+    """Announce the whole body, send half of it, then drop the connection."""
+    if response.content_type != "text/event-stream":
+        response.content_type = "application/json"
+        response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    if request.transport is not None:
+        request.transport.abort()
+    return response
 
 
 def _usage(job: _Job) -> dict[str, int]:

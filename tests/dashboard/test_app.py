@@ -73,6 +73,7 @@ def test_use_case_page_shows_the_criteria(readiness_service, monkeypatch):
     headers = [h.value for h in app.header]
     assert headers == [
         "Success criteria",
+        "Rollout",
         "Latency",
         "Answer quality",
         "Cost",
@@ -174,3 +175,27 @@ def test_cost_panel_shows_the_measured_projection(
     assert figures["savings per month"] == "$2,700"
     assert figures["break-even traffic"] == "1,071,429 requests/month"
     assert "Cost is not measured yet" not in texts(app)
+
+
+def test_use_case_page_shows_the_rollout_and_its_steps(readiness_service, monkeypatch):
+    admin = {"authorization": f"Bearer {readiness_service.admin}"}
+    moved = httpx.post(
+        f"{readiness_service.url}/api/v1/use-cases/order-extraction/rollout",
+        json={"action": "advance", "force": True, "reason": "pilot customers only"},
+        headers=admin,
+        timeout=60,
+    )
+    assert moved.status_code == 200, moved.text
+    app = start(monkeypatch, readiness_service.url, readiness_service.viewer, "order-extraction")
+    figures = {m.label: m.value for m in app.metric}
+    assert figures["mode"] == "canary"
+    assert figures["live traffic to the self-hosted model"] == "1 %"
+    assert figures["fallback rate"] == "—"  # no live request has reached it yet
+    assert figures["next step"] == "5 %"
+    assert "Steps: **1 %** → 5 % → 25 % → 50 % → 100 %" in texts(app)
+    events = app.dataframe[1].value.to_dict("records")
+    assert events[0]["event"] == "advanced (forced)"
+    assert events[0]["by"] == "ml-team"
+    assert events[0]["live share"] == "0 % → 1 %"
+    assert events[0]["reason"] == "pilot customers only"
+    assert not app.error

@@ -280,6 +280,25 @@ def test_garbage_rate_one_sends_invalid_json_and_broken_streams(serve: Any) -> N
         json.loads(events[-1])
 
 
+def test_cut_rate_one_drops_the_connection_half_way(serve: Any) -> None:
+    base_url = serve(cut_rate=1)
+    request = {"model": "m", "messages": [{"role": "user", "content": SUPPORT_QUESTION}]}
+
+    received = bytearray()
+
+    def read(body: dict[str, Any]) -> None:
+        with httpx.stream("POST", f"{base_url}/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_raw():
+                received.extend(chunk)
+
+    for body in (request, {**request, "stream": True}):
+        received.clear()
+        with pytest.raises(httpx.RemoteProtocolError):
+            read(body)
+        assert received, "half of the answer arrives before the cut"
+
+
 def test_invalid_json_body_is_a_400_openai_error(serve: Any) -> None:
     base_url = serve()
 
