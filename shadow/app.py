@@ -41,13 +41,16 @@ class CeleryPublisher:
 
         self._app = create_celery(settings)
         self._queue = settings.queue
+        self._acquire_s = settings.broker_publish_timeout_s
         self._producer: Any = None
 
     def __call__(self, job: ShadowJob) -> None:
         from shadow.tasks import MIRROR_PAIR
 
         if self._producer is None:
-            self._producer = self._app.producer_pool.acquire(block=True)
+            # kombu's producer pools are per broker URL for the whole process, not per app:
+            # never wait for ever on one that others have taken.
+            self._producer = self._app.producer_pool.acquire(block=True, timeout=self._acquire_s)
         try:
             self._app.send_task(
                 MIRROR_PAIR,
@@ -61,6 +64,12 @@ class CeleryPublisher:
             self._producer.release()
             self._producer = None  # a fresh connection for the next job
             raise
+
+    def close(self) -> None:
+        """Give the producer back to the process's pool (the mirror calls this when it stops)."""
+        if self._producer is not None:
+            self._producer.release()
+            self._producer = None
 
 
 class ProxyFastPath:

@@ -56,6 +56,9 @@ class Mirror:
         while True:
             job = self._buffer.get()
             if job is None:
+                close = getattr(self._publish, "close", None)
+                if close is not None:
+                    close()  # from this thread, the one that used the publisher
                 return
             SHADOW_BUFFERED.dec()
             try:

@@ -291,6 +291,9 @@ def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in workers:
         worker.stop()
+        # Captured by pytest and shown only when the test failed: what the worker was doing.
+        print(f"--- worker {worker.process.pid} output (last 60 lines) ---")
+        print("".join(worker.output[-60:]), end="")
 
 
 def distributed_settings(env: dict[str, str]) -> Settings:

@@ -158,3 +158,25 @@ def test_close_publishes_what_is_buffered_then_stops_the_thread(use_case: str) -
 
     assert published == [f"pair-{n}" for n in range(20)]
     assert not mirror.alive
+
+
+def test_proxies_started_one_after_another_in_a_process_all_publish(redis_url: str) -> None:
+    """kombu pools producers per broker URL for the whole process: a mirror that stops gives
+    its producer back, so the 11th mirror on the same broker is not left waiting for ever."""
+    import redis
+
+    from shadow.app import CeleryPublisher
+    from shadow.settings import Settings
+
+    queue = f"test.{uuid.uuid4().hex[:8]}"
+    settings = Settings(broker_url=redis_url, queue=queue)
+    for number in range(15):  # the pool's limit is 10
+        mirror = Mirror(CeleryPublisher(settings), capacity=10)
+        mirror.submit(make_job("mirror-pool", number))
+        mirror.close()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.llen(queue) == 15
+    finally:
+        client.delete(queue)
+        client.close()
