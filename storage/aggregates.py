@@ -195,8 +195,13 @@ class _Deltas:
             for key, row in sorted(self.sums.items())
             if row[0] or row[2] or row[3]
         ]
-        for chunk in _chunks(sums):
-            statement = module.insert(ScoreAggregate).values(chunk)
+        # One compiled statement each, the rows as parameters: a literal multi-row VALUES
+        # is compiled afresh on every call, which cost the scoring worker more CPU than the
+        # writes themselves. RETURNING makes SQLAlchemy send the rows as one multi-row
+        # INSERT ("insertmanyvalues") instead of psycopg's statement per row; the keys are
+        # unique within a write, as ON CONFLICT DO UPDATE needs.
+        if sums:
+            statement = module.insert(ScoreAggregate)
             excluded = statement.excluded
             connection.execute(
                 statement.on_conflict_do_update(
@@ -207,8 +212,9 @@ class _Deltas:
                         "total": ScoreAggregate.total + excluded.total,
                         "total_sq": ScoreAggregate.total_sq + excluded.total_sq,
                     },
-                )
-            )
+                ).returning(ScoreAggregate.n),
+                sums,
+            ).all()
         counted: dict[Key, int] = defaultdict(int)
         codes = bin_codes(np.fromiter((v[3] for v in self.values), float, len(self.values)))
         for (use_case, feature, series, _, sign), code in zip(self.values, codes, strict=True):
@@ -218,14 +224,15 @@ class _Deltas:
             for k, n in sorted(counted.items())
             if n
         ]
-        for chunk in _chunks(bins):
-            statement = module.insert(ScoreHistogram).values(chunk)
+        if bins:
+            statement = module.insert(ScoreHistogram)
             connection.execute(
                 statement.on_conflict_do_update(
                     index_elements=["use_case", "series", "feature", "bin"],
                     set_={"n": ScoreHistogram.n + statement.excluded.n},
-                )
-            )
+                ).returning(ScoreHistogram.n),
+                bins,
+            ).all()
         if any(row[0] < 0 for row in self.sums.values()):
             # a block emptied by a deletion is dropped, so it matches one never written
             use_cases = sorted({key[0] for key in self.sums})
