@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, distinct, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage import aggregates
+from storage.bulk import insert_rows
 from storage.models import CapacityRun, NoiseReask, RequestPair, Score, utcnow
 
 _CHUNK = 500
@@ -50,21 +50,17 @@ def insert_scores(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert score rows, skipping any (pair, metric) already stored; how many were new."""
     if not rows:
         return 0
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     now = utcnow()
-    # One compiled statement with the rows as parameters, which SQLAlchemy sends as multi-row
-    # INSERTs itself: a literal multi-row VALUES is compiled afresh on every call, and that
-    # cost the worker ~5x the CPU per batch. RETURNING rather than rowcount: psycopg reports
-    # -1 for skipped conflicting rows, and only the rows written now may be aggregated.
-    statement = (
-        module.insert(Score)
-        .on_conflict_do_nothing(index_elements=["pair_id", "metric"])
-        .returning(Score.pair_id, Score.metric, Score.value)
+    # RETURNING rather than rowcount: psycopg reports -1 for skipped conflicting rows, and
+    # only the rows written now may be aggregated.
+    written = insert_rows(
+        session.connection(),
+        Score,
+        [{"created_at": now, **row} for row in rows],
+        conflict=["pair_id", "metric"],
+        returning=[Score.pair_id, Score.metric, Score.value],
     )
-    parameters = [{"created_at": now, **row} for row in rows]
-    inserted: list[tuple[str, str, float | None]] = list(
-        session.execute(statement, parameters).tuples()
-    )
+    inserted = [(row.pair_id, row.metric, row.value) for row in written]
     # only the rows written now count: a pair scored twice is aggregated once
     aggregates.add_scores(session, inserted)
     return len(inserted)

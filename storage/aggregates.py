@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, case, delete, event, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.bulk import insert_rows
 from storage.models import RequestPair, Score, ScoreAggregate, ScoreHistogram
 
 # series derived per pair from two stored metrics: (operation, first, second)
@@ -145,6 +145,11 @@ def threshold_code(threshold: float) -> int | None:
     return code if code % 2 == 0 else None
 
 
+def _plus(stored: Any, excluded: Any) -> Any:
+    """ON CONFLICT: add the new row's figure to the stored one."""
+    return stored + excluded[stored.name]
+
+
 class _Deltas:
     """Changes to the aggregate and histogram rows, summed before they are written."""
 
@@ -180,7 +185,6 @@ class _Deltas:
 
     def write(self, connection: Connection) -> None:
         """Add the changes to the stored rows (sorted, so concurrent writers lock in order)."""
-        module: Any = postgresql if connection.dialect.name == "postgresql" else sqlite
         sums = [
             {
                 "use_case": key[0],
@@ -195,26 +199,14 @@ class _Deltas:
             for key, row in sorted(self.sums.items())
             if row[0] or row[2] or row[3]
         ]
-        # One compiled statement each, the rows as parameters: a literal multi-row VALUES
-        # is compiled afresh on every call, which cost the scoring worker more CPU than the
-        # writes themselves. RETURNING makes SQLAlchemy send the rows as one multi-row
-        # INSERT ("insertmanyvalues") instead of psycopg's statement per row; the keys are
-        # unique within a write, as ON CONFLICT DO UPDATE needs.
-        if sums:
-            statement = module.insert(ScoreAggregate)
-            excluded = statement.excluded
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["use_case", "series", "feature", "bucket"],
-                    set_={
-                        "n": ScoreAggregate.n + excluded.n,
-                        "nonzero": ScoreAggregate.nonzero + excluded.nonzero,
-                        "total": ScoreAggregate.total + excluded.total,
-                        "total_sq": ScoreAggregate.total_sq + excluded.total_sq,
-                    },
-                ).returning(ScoreAggregate.n),
-                sums,
-            ).all()
+        # rows sorted, so concurrent writers lock them in the same order; keys are unique
+        insert_rows(
+            connection,
+            ScoreAggregate,
+            sums,
+            conflict=["use_case", "series", "feature", "bucket"],
+            update=dict.fromkeys(("n", "nonzero", "total", "total_sq"), _plus),
+        )
         counted: dict[Key, int] = defaultdict(int)
         codes = bin_codes(np.fromiter((v[3] for v in self.values), float, len(self.values)))
         for (use_case, feature, series, _, sign), code in zip(self.values, codes, strict=True):
@@ -224,15 +216,13 @@ class _Deltas:
             for k, n in sorted(counted.items())
             if n
         ]
-        if bins:
-            statement = module.insert(ScoreHistogram)
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["use_case", "series", "feature", "bin"],
-                    set_={"n": ScoreHistogram.n + statement.excluded.n},
-                ).returning(ScoreHistogram.n),
-                bins,
-            ).all()
+        insert_rows(
+            connection,
+            ScoreHistogram,
+            bins,
+            conflict=["use_case", "series", "feature", "bin"],
+            update={"n": _plus},
+        )
         if any(row[0] < 0 for row in self.sums.values()):
             # a block emptied by a deletion is dropped, so it matches one never written
             use_cases = sorted({key[0] for key in self.sums})
