@@ -52,8 +52,8 @@ def tokenize_13a(line: str) -> list[str]:
 def _ngrams(tokens: list[str]) -> Counter[tuple[str, ...]]:
     counts: Counter[tuple[str, ...]] = Counter()
     for n in range(1, MAX_ORDER + 1):
-        for i in range(len(tokens) - n + 1):
-            counts[tuple(tokens[i : i + n])] += 1
+        # the n-grams as tuples, counted in C: zip of the list and its shifted copies
+        counts.update(zip(*(tokens[i:] for i in range(n)), strict=False))
     return counts
 
 
