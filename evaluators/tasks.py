@@ -28,7 +28,7 @@ from storage.db import session_scope
 log = logging.getLogger(__name__)
 
 SCORE_PAIRS = "evaluators.score_pairs"
-BATCH_SIZE = 32
+BATCH_SIZE = 64
 FLUSH_INTERVAL_S = 0.25
 # Retry for about a day (backoff capped at a minute) while the database is unreachable.
 MAX_ATTEMPTS = 1500
@@ -39,13 +39,20 @@ _one_batch_at_a_time = threading.Lock()
 
 
 class ScoringBatches(Batches):  # type: ignore[misc]
-    """Batches whose buffer has prefetch room of its own.
+    """Batches whose buffer has prefetch room of its own, flushed whole while work is running.
 
     A worker may take at most `concurrency x prefetch multiplier` unacknowledged messages.
     Buffered scoring messages would use that room up before a batch is full, and then no
     other job (candidate calls) could be taken; so the first scoring message a consumer gets
     widens its prefetch by two batches (one being scored, the next one filling up), as Celery
     itself does for tasks with an ETA.
+
+    celery-batches also flushes whatever is buffered every `flush_interval`. Under load that
+    splits batches for good: the buffer cannot fill while the prefetch room is held by batches
+    waiting their turn, a split-off part is one more batch in flight, and every later batch
+    is cut the same way (seen: batches of 64, 9, 64, 7, … pairs, 6% slower). So while a batch
+    of this worker is still unacknowledged, more messages are sure to come when it is, and a
+    part-filled buffer waits for them; once nothing is running it is flushed as before.
     """
 
     def Strategy(self, task: Any, app: Any, consumer: Any) -> Callable[..., None]:
@@ -60,6 +67,18 @@ class ScoringBatches(Batches):  # type: ignore[misc]
             handler(*args, **kwargs)
 
         return buffer
+
+    def flush(self, requests: Sequence[Any]) -> Any:
+        running = [r for r in getattr(self, "_running", ()) if not r.acknowledged]
+        self._running = running + list(requests)
+        return super().flush(requests)
+
+    def _do_flush(self) -> None:
+        part_filled = 0 < self._buffer.qsize() < self.flush_every
+        running = any(not r.acknowledged for r in getattr(self, "_running", ()))
+        if part_filled and running and self._pending.qsize() == 0:
+            return  # the timer comes again; a full batch flushes from the message handler
+        super()._do_flush()
 
 
 def _republish(app: Celery, requests: Sequence[SimpleRequest], exc: Exception) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from typing import Any
@@ -11,7 +12,7 @@ import openai
 import pytest
 from sqlalchemy import update
 
-from evaluators.tasks import SCORE_PAIRS
+from evaluators.tasks import BATCH_SIZE, SCORE_PAIRS
 from shadow.celery_app import create_celery
 from shadow.settings import Settings
 from shadow.simulator.prompts import load_prompts
@@ -78,6 +79,29 @@ def test_stored_pairs_are_scored_once_by_a_worker(db, request, worker_env, start
         assert table[pair_id]["cost.primary_usd"].value == pytest.approx(
             (1000 * 0.15 + 200 * 0.60) / 1e6
         )
+
+
+def test_under_load_the_worker_scores_full_batches(postgres_url, worker_env, start_worker):
+    """A backlog is scored in batches of BATCH_SIZE, not cut by the buffer's flush timer.
+
+    The timer used to flush whatever was buffered while the prefetch room was held by batches
+    waiting their turn, which cut every later batch in two (64, 2, 64, 2, … here).
+    """
+    total = 4 * BATCH_SIZE + 10
+    pairs = [
+        pair_create(f"Answer number {i}.", f"Reply number {i}.", use_case="backlog")
+        for i in range(total)
+    ]
+    pair_ids = store(postgres_url, *pairs)
+    env = worker_env(config_text("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"), postgres_url)
+    _send(env, *pair_ids)
+    worker = start_worker(env, 2, "--queues", "scoring")
+    wait_for(lambda: len(by_pair(scores(postgres_url, pair_ids))) == total, timeout=180)
+    sizes = [int(m) for m in re.findall(r"scored (\d+) pairs in", "".join(worker.output))]
+    assert sum(sizes) == total
+    # all full but the last, and the first if the first messages came slower than the timer
+    assert sizes[1:-1] == [BATCH_SIZE] * (len(sizes) - 2), sizes
+    assert len(sizes) <= 6, sizes
 
 
 def test_a_failing_evaluator_does_not_stop_the_others(postgres_url, worker_env, start_worker):
