@@ -101,6 +101,10 @@ def worker(
     from shadow.celery_app import celery_app, configure_evaluators
 
     configure_evaluators(config)
+    # The scoring's encoding thread needs the GIL back after each of the model's operations;
+    # at Python's default 5 ms switch interval it waits that long whenever the consumer or a
+    # batch being stored holds it, with every core idle meanwhile (bench/scoring_throughput.py).
+    sys.setswitchinterval(settings.worker_switch_interval_ms / 1000)
     celery_app.Worker(
         pool_cls="threads",
         concurrency=concurrency or settings.worker_concurrency,

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         None, description="Celery queue of the scoring jobs; default: the queue + `.scoring`"
     )
     worker_concurrency: int = Field(16, ge=1)
+    worker_switch_interval_ms: float = Field(
+        0.5, gt=0, description="how long a worker's thread holds the GIL while another waits"
+    )
     embedded_worker_concurrency: int = Field(8, ge=1)
     evaluate_every_s: float = Field(60.0, gt=0, description="how often verdicts are re-evaluated")
     rollout_sync_s: float = Field(
