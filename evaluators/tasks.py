@@ -50,7 +50,7 @@ class ScoringBatches(Batches):  # type: ignore[misc]
     celery-batches also flushes whatever is buffered every `flush_interval`. Under load that
     splits batches for good: the buffer cannot fill while the prefetch room is held by batches
     waiting their turn, a split-off part is one more batch in flight, and every later batch
-    is cut the same way (seen: batches of 64, 9, 64, 7, … pairs, 6% slower). So while a batch
+    is cut the same way (seen: batches of 64, 9, 64, 7, … pairs). So while a batch
     of this worker is still unacknowledged, more messages are sure to come when it is, and a
     part-filled buffer waits for them; once nothing is running it is flushed as before.
     """
@@ -68,14 +68,17 @@ class ScoringBatches(Batches):  # type: ignore[misc]
 
         return buffer
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._running: list[Any] = []  # requests handed to the pool, until acknowledged
+
     def flush(self, requests: Sequence[Any]) -> Any:
-        running = [r for r in getattr(self, "_running", ()) if not r.acknowledged]
-        self._running = running + list(requests)
+        self._running = [r for r in self._running if not r.acknowledged] + list(requests)
         return super().flush(requests)
 
     def _do_flush(self) -> None:
         part_filled = 0 < self._buffer.qsize() < self.flush_every
-        running = any(not r.acknowledged for r in getattr(self, "_running", ()))
+        running = any(not r.acknowledged for r in self._running)
         if part_filled and running and self._pending.qsize() == 0:
             return  # the timer comes again; a full batch flushes from the message handler
         super()._do_flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,54 +25,61 @@ def _score(
     return {"pair_id": pair_id, "metric": metric, "value": value, "error": error, "created_at": NOW}
 
 
-def _bins(*rows: tuple[str, int, int]) -> list[dict[str, Any]]:
-    return [{"use_case": "uc", "feature": "", "series": s, "bin": b, "n": n} for s, b, n in rows]
+def _bins(use_case: str, *rows: tuple[str, int, int]) -> list[dict[str, Any]]:
+    return [
+        {"use_case": use_case, "feature": "", "series": s, "bin": b, "n": n} for s, b, n in rows
+    ]
 
 
 def test_new_rows_are_returned_and_stored_ones_skipped(db_session: Session) -> None:
-    insert_pair(db_session, _pair("p1", noise=False))
-    insert_pair(db_session, _pair("p2", noise=False))
+    # the PostgreSQL database is shared by the session: ids of this test's own
+    p1, p2 = str(uuid.uuid4()), str(uuid.uuid4())
+    insert_pair(db_session, _pair(p1, noise=False))
+    insert_pair(db_session, _pair(p2, noise=False))
     connection = db_session.connection()
     returning = [Score.pair_id, Score.metric, Score.value]
     first = insert_rows(
         connection,
         Score,
-        [_score("p1", "quality.bleu", 0.25), _score("p1", "quality.rouge_l", None, "boom")],
+        [_score(p1, "quality.bleu", 0.25), _score(p1, "quality.rouge_l", None, "boom")],
         conflict=["pair_id", "metric"],
         returning=returning,
     )
     assert sorted(tuple(row) for row in first) == [
-        ("p1", "quality.bleu", 0.25),
-        ("p1", "quality.rouge_l", None),
+        (p1, "quality.bleu", 0.25),
+        (p1, "quality.rouge_l", None),
     ]
     again = insert_rows(
         connection,
         Score,
         [
-            _score("p1", "quality.bleu", 0.9),  # stored already: skipped, not changed
-            _score("p2", "quality.bleu", 0.5),
-            _score("p2", "quality.json_valid", None, 'it\'s "quoted", {braced}\nand long'),
+            _score(p1, "quality.bleu", 0.9),  # stored already: skipped, not changed
+            _score(p2, "quality.bleu", 0.5),
+            _score(p2, "quality.json_valid", None, 'it\'s "quoted", {braced}\nand long'),
         ],
         conflict=["pair_id", "metric"],
         returning=returning,
     )
     assert sorted(tuple(row) for row in again) == [
-        ("p2", "quality.bleu", 0.5),
-        ("p2", "quality.json_valid", None),
+        (p2, "quality.bleu", 0.5),
+        (p2, "quality.json_valid", None),
     ]
     stored = db_session.execute(
-        select(Score.pair_id, Score.metric, Score.value, Score.error).order_by(Score.id)
+        select(Score.pair_id, Score.metric, Score.value, Score.error)
+        .where(Score.pair_id.in_([p1, p2]))
+        .order_by(Score.id)
     ).all()
     assert [tuple(row) for row in stored] == [
-        ("p1", "quality.bleu", 0.25, None),
-        ("p1", "quality.rouge_l", None, "boom"),
-        ("p2", "quality.bleu", 0.5, None),
-        ("p2", "quality.json_valid", None, 'it\'s "quoted", {braced}\nand long'),
+        (p1, "quality.bleu", 0.25, None),
+        (p1, "quality.rouge_l", None, "boom"),
+        (p2, "quality.bleu", 0.5, None),
+        (p2, "quality.json_valid", None, 'it\'s "quoted", {braced}\nand long'),
     ]
 
 
 def test_conflicting_rows_update_the_stored_ones(db_session: Session) -> None:
     connection = db_session.connection()
+    use_case = f"bulk-{uuid.uuid4().hex}"
 
     def add(rows: list[dict[str, Any]]) -> None:
         insert_rows(
@@ -82,12 +90,12 @@ def test_conflicting_rows_update_the_stored_ones(db_session: Session) -> None:
             update={"n": lambda stored, excluded: stored + excluded.n},
         )
 
-    add(_bins(("a", -(2**40), 3), ("a", 7, 1)))
-    add(_bins(("a", -(2**40), -1), ("b", 7, 5)))
+    add(_bins(use_case, ("a", -(2**40), 3), ("a", 7, 1)))
+    add(_bins(use_case, ("a", -(2**40), -1), ("b", 7, 5)))
     stored = db_session.execute(
-        select(ScoreHistogram.series, ScoreHistogram.bin, ScoreHistogram.n).order_by(
-            ScoreHistogram.series, ScoreHistogram.bin
-        )
+        select(ScoreHistogram.series, ScoreHistogram.bin, ScoreHistogram.n)
+        .where(ScoreHistogram.use_case == use_case)
+        .order_by(ScoreHistogram.series, ScoreHistogram.bin)
     ).all()
     assert [tuple(row) for row in stored] == [("a", -(2**40), 2), ("a", 7, 1), ("b", 7, 5)]
 
@@ -105,7 +113,7 @@ def test_the_postgresql_statement_is_the_same_for_any_number_of_rows(postgres_ur
     try:
         with engine.connect() as connection:  # never committed
             for count in (1, 3, 300):
-                rows = _bins(*(("same-text", code, 1) for code in range(count)))
+                rows = _bins("bulk", *(("same-text", code, 1) for code in range(count)))
                 insert_rows(connection, ScoreHistogram, rows, conflict=KEY)
     finally:
         engine.dispose()
