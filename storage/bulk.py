@@ -57,7 +57,7 @@ def insert_rows(
         parameters: Any = None
     else:
         statement = sqlite.insert(model)
-        parameters = [dict(row) for row in rows]
+        parameters = list(rows)
     if update:
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(
@@ -66,7 +66,11 @@ def insert_rows(
         )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
-    # RETURNING also makes SQLAlchemy send SQLite's rows as multi-row INSERTs rather than one
-    # statement per row ("insertmanyvalues").
-    statement = statement.returning(*(returning or [table.c[conflict[0]]]))
-    return list(connection.execute(statement, parameters).all())
+    if returning:
+        statement = statement.returning(*returning)
+    elif parameters is not None:
+        # RETURNING makes SQLAlchemy send SQLite's rows as multi-row INSERTs rather than one
+        # statement per row ("insertmanyvalues"); its rows are not wanted
+        statement = statement.returning(table.c[conflict[0]])
+    result = connection.execute(statement, parameters)
+    return list(result.all()) if returning else []
