@@ -45,7 +45,7 @@ from sqlalchemy import Engine, create_engine, text
 from evaluators.config import EvaluatorsConfig
 from evaluators.similarity import Encoder, load_model
 from evaluators.tasks import BATCH_SIZE, SCORE_PAIRS
-from shadow.celery_app import create_celery
+from shadow.broker import create_celery
 from shadow.cli import app as cli
 from shadow.settings import Settings
 from shadow.simulator.prompts import load_prompts

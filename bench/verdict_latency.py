@@ -140,11 +140,11 @@ def main() -> None:
     # imported once the database URL is set: the app's sessions read it
     from fastapi.testclient import TestClient
 
-    from criteria import service
-    from criteria.auth import create_token
+    from criteria.access.auth import create_token
+    from criteria.readiness import service
     from shadow.app import create_app
+    from shadow.catalog import catalog_for
     from shadow.config import parse_config
-    from shadow.readiness import catalog_for
     from shadow.settings import Settings
     from storage.db import get_engine, make_engine, session_scope
     from storage.migrate import upgrade

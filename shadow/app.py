@@ -15,14 +15,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from criteria.routes import install as install_readiness_api
+from criteria.readiness.routes import install as install_readiness_api
+from shadow.catalog import PeriodicEvaluation, catalog_for
 from shadow.config import SwitchoverConfig
 from shadow.jobs import ShadowJob
-from shadow.live import LiveSync, LiveTraffic
-from shadow.mirror import Mirror, Publish
-from shadow.openapi import CHAT_COMPLETIONS, COMPLETIONS
-from shadow.proxy import Proxy, openai_error
-from shadow.readiness import PeriodicEvaluation, catalog_for
+from shadow.proxy.forward import Proxy, openai_error
+from shadow.proxy.live import LiveSync, LiveTraffic
+from shadow.proxy.mirror import Mirror, Publish
+from shadow.proxy.openapi import CHAT_COMPLETIONS, COMPLETIONS
 from shadow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class CeleryPublisher:
     """
 
     def __init__(self, settings: Settings) -> None:
-        from shadow.celery_app import create_celery
+        from shadow.broker import create_celery
 
         self._app = create_celery(settings)
         self._queue = settings.queue
@@ -45,7 +45,7 @@ class CeleryPublisher:
         self._producer: Any = None
 
     def __call__(self, job: ShadowJob) -> None:
-        from shadow.tasks import MIRROR_PAIR
+        from shadow.worker.tasks import MIRROR_PAIR
 
         if self._producer is None:
             # kombu's producer pools are per broker URL for the whole process, not per app:
@@ -126,14 +126,14 @@ def create_app(
             for name, upstream in config.upstreams.items()
         }
         if settings.embedded:
-            from shadow.celery_app import (
+            from shadow.broker import (
                 configure_evaluators,
                 create_celery,
                 start_embedded_worker,
             )
-            from shadow.periodic import Periodic
-            from shadow.retention import purge_expired
-            from shadow.service import build_runtime, use_runtime
+            from shadow.worker.measure import build_runtime, use_runtime
+            from shadow.worker.periodic import Periodic
+            from shadow.worker.retention import purge_expired
             from storage.migrate import upgrade
 
             upgrade()

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from criteria import yamldoc
-from criteria.rollout import RolloutConfig
+from criteria.rollout.rules import RolloutConfig
 from evaluators.config import EvaluatorsConfig
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)

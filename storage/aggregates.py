@@ -5,8 +5,8 @@ per-pair series derived from two metrics, see `DERIVED`):
 
 - `score_aggregates`, per 10 minutes of pair arrival: count, count of non-zero values, sum
   and sum of squares. Proportions need the counts; means are judged by a blocked PrPl-EB
-  (`criteria.stats.mean_interval_blocks`) over blocks of whole 10-minute periods, which needs
-  only each block's count, sum and sum of squares.
+  (`criteria.readiness.stats.mean_interval_blocks`) over blocks of whole 10-minute periods,
+  which needs only each block's count, sum and sum of squares.
 - `score_histograms`, over all time: counts per bin of a grid of 3-significant-digit decimal
   numbers, with a bin of its own for each grid number and one for the open interval up to
   the next (`bin_codes`). Counts of values below and at a threshold are therefore exact for

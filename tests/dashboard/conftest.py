@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from criteria.auth import create_token
+from criteria.access.auth import create_token
 from shadow.app import create_app
 from shadow.config import parse_config
 from shadow.serving import serve_in_thread

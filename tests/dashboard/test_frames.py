@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from criteria.metrics import CATALOG
+from criteria.readiness.metrics import CATALOG
 from dashboard import charts
 from dashboard.frames import (
     break_even_frame,

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from evaluators.tasks import BATCH_SIZE, SCORE_PAIRS
-from shadow.celery_app import create_celery
+from shadow.broker import create_celery
 from shadow.settings import Settings
 from shadow.simulator.prompts import load_prompts
 from storage.db import make_engine

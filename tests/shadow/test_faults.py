@@ -344,7 +344,9 @@ def run_fault(
         return {
             str(record.args[0])
             for record in (caplog.records if caplog else [])
-            if record.name == "shadow.mirror" and isinstance(record.args, tuple) and record.args
+            if record.name == "shadow.proxy.mirror"
+            and isinstance(record.args, tuple)
+            and record.args
         }
 
     def settled() -> bool:

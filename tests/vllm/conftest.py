@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shadow.candidate import CandidateError, CandidateSpec, VllmServer
+from shadow.candidate.launcher import CandidateError, CandidateSpec, VllmServer
 
 
 @pytest.fixture(scope="package")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from shadow.demo import run_demo
+from shadow.cli.demo import run_demo
 from storage.db import make_engine, session_scope
 from storage.models import RequestPair
 

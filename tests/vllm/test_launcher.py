@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shadow.candidate import (
+from shadow.candidate.launcher import (
     BUNDLED_MODEL,
     BUNDLED_MODEL_HUB_ID,
     CandidateError,

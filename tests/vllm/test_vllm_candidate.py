@@ -207,7 +207,7 @@ def test_replay_against_vllm_finds_its_capacity_and_stores_the_run(
     import asyncio
     from datetime import UTC, datetime
 
-    from shadow.replay import Slo, find_capacity, load_captured, store_run
+    from shadow.candidate.replay import Slo, find_capacity, load_captured, store_run
 
     monkeypatch.setenv("SWITCHOVER_DATABASE_URL", postgres_url)
     client = _start(

@@ -1,0 +1,236 @@
+"""Loading the evidence of a use case, evaluating its criteria, storing the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import yaml
+from sqlalchemy.orm import Session
+
+from criteria.cost.model import CostProjection, Deployment, TrafficInputs, project
+from criteria.errors import InvalidCriteria, UnknownUseCase
+from criteria.readiness import evidence
+from criteria.readiness.engine import CriterionData, CriterionResult, decide
+from criteria.readiness.metrics import CATALOG
+from criteria.readiness.schema import CriteriaError, CriteriaSet, parse_criteria
+from criteria.readiness.schemas import CriterionRead, ReadinessRead, UseCaseRead, Window
+from criteria.rollout.rules import RolloutConfig
+from storage import repository
+from storage.models import Decision
+
+
+@dataclass(frozen=True)
+class UseCaseInfo:
+    """What the readiness service knows of a configured use case (handed in by `shadow`)."""
+
+    name: str
+    mode: str
+    sample_rate: float
+    primary_model: str
+    candidate_model: str
+    criteria_text: str | None = None
+    figures: Mapping[str, float] = field(default_factory=dict)
+    deployment: Deployment | None = None
+    headroom: float = 0.3
+    rollout: RolloutConfig | None = None
+
+
+class Catalog:
+    """The configured use cases, by name."""
+
+    def __init__(self, use_cases: Sequence[UseCaseInfo]) -> None:
+        self._by_name = {info.name: info for info in use_cases}
+
+    def names(self) -> list[str]:
+        """Use case names in configuration order."""
+        return list(self._by_name)
+
+    def get(self, name: str) -> UseCaseInfo:
+        """A use case, or UnknownUseCase."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownUseCase(f"no use case {name!r} is configured") from None
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str, source: str) -> CriteriaSet:
+    # parsing YAML with line numbers costs tens of ms; each verdict re-reads the same text
+    return parse_criteria(text, source)
+
+
+def parse_for(use_case: str, text: str, source: str) -> CriteriaSet:
+    """Parse a criteria document meant for `use_case`; InvalidCriteria on any problem."""
+    try:
+        parsed = _parsed(text, source)
+    except CriteriaError as exc:
+        raise InvalidCriteria(str(exc)) from None
+    if parsed.use_case != use_case:
+        raise InvalidCriteria(
+            f"{source}:1: use_case: the document is for {parsed.use_case!r}, not {use_case!r}"
+        )
+    return parsed
+
+
+def apply_criteria(session: Session, use_case: str, text: str, author: str) -> Any:
+    """Validate and store a new criteria version; returns the stored row."""
+    parse_for(use_case, text, "criteria")
+    return repository.add_criteria_version(session, use_case, text, author)
+
+
+def sync_config_criteria(session: Session, info: UseCaseInfo) -> None:
+    """Store the configuration's criteria as a new version when they differ from the latest."""
+    if info.criteria_text is None:
+        return
+    latest = repository.latest_criteria(session, info.name)
+    if latest is not None and latest.author == "config" and latest.text == info.criteria_text:
+        return
+    if latest is not None and latest.author != "config":
+        return  # changed through the API or the CLI since: that version stays in force
+    apply_criteria(session, info.name, info.criteria_text, "config")
+
+
+def inline_criteria_text(use_case: str, document: Mapping[str, Any]) -> str:
+    """YAML text for criteria written inline in switchover.yaml."""
+    return yaml.safe_dump({"use_case": use_case, **document}, sort_keys=False)
+
+
+def latest_capacity(session: Session, use_case: str) -> float | None:
+    """`capacity.rps_at_slo` of the newest replay run that found one."""
+    for run in repository.list_capacity_runs(session, use_case, limit=20):
+        if run.rps_at_slo is not None:
+            return run.rps_at_slo
+    return None
+
+
+def cost_projection(session: Session, info: UseCaseInfo) -> CostProjection:
+    """The monthly cost figures from observed traffic, the deployment and measured capacity."""
+    count, first, last = repository.pair_window(session, info.name)
+    total, priced, busiest_minute = repository.traffic_summary(session, info.name)
+    window = (last - first).total_seconds() if first and last else 0.0
+    peak = busiest_minute / min(60.0, window) if busiest_minute and window > 0 else None
+    traffic = TrafficInputs(
+        mirrored_pairs=count,
+        window_seconds=window,
+        sample_rate=info.sample_rate,
+        primary_cost_usd=total,
+        priced_pairs=priced,
+        peak_mirrored_rps=peak,
+    )
+    return project(info.deployment, traffic, latest_capacity(session, info.name), info.headroom)
+
+
+def figures(session: Session, info: UseCaseInfo) -> dict[str, float]:
+    """Use-case figures: declared (ops hours), measured (capacity) and projected (cost)."""
+    values = dict(info.figures)
+    capacity = latest_capacity(session, info.name)
+    if capacity is not None:
+        values["capacity.rps_at_slo"] = capacity
+    projection = cost_projection(session, info)
+    for metric, value in (
+        ("cost.monthly_primary_usd", projection.monthly_primary_usd),
+        ("cost.monthly_candidate_usd", projection.monthly_candidate_usd),
+        ("cost.monthly_savings_usd", projection.monthly_savings_usd),
+    ):
+        if value is not None:
+            values[metric] = value
+    return values
+
+
+def load_data(
+    session: Session, info: UseCaseInfo, criteria: CriteriaSet, raw: bool = False
+) -> dict[str, CriterionData]:
+    """Each criterion's evidence (from the score aggregates, or the raw scores) or figure."""
+    data: dict[str, CriterionData] = {}
+    known: dict[str, float] | None = None
+    for criterion in criteria.criteria:
+        if CATALOG[criterion.metric].kind == "figure":
+            known = known if known is not None else figures(session, info)
+            data[criterion.name] = CriterionData(figure=known.get(criterion.metric))
+    per_pair = [c for c in criteria.criteria if CATALOG[c.metric].kind != "figure"]
+    for name, found in evidence.load(session, info.name, per_pair, read_raw=raw).items():
+        data[name] = CriterionData(evidence=found)
+    return data
+
+
+def _read(result: CriterionResult) -> CriterionRead:
+    return CriterionRead(label=CATALOG[result.metric].label, **result.__dict__)
+
+
+def evaluate(
+    session: Session,
+    info: UseCaseInfo,
+    now: datetime | None = None,
+    store: bool = True,
+    raw: bool = False,
+) -> ReadinessRead:
+    """Evaluate a use case's criteria in force and (by default) store the verdict.
+
+    `raw` reads every sample instead of the score aggregates: the same verdict, slower.
+    """
+    now = now or datetime.now(UTC)
+    sync_config_criteria(session, info)
+    version = repository.latest_criteria(session, info.name)
+    count, first, last = repository.pair_window(session, info.name)
+    window = Window(start=first, end=last)
+    if version is None:
+        readiness = ReadinessRead(
+            use_case=info.name,
+            verdict="INSUFFICIENT_DATA",
+            evaluated_at=now,
+            criteria_version=None,
+            pairs=count,
+            window=window,
+            criteria=[],
+            reasons=["no success criteria are defined for this use case"],
+        )
+    else:
+        criteria = parse_for(info.name, version.text, f"criteria v{version.version}")
+        hours = None
+        if first is not None and last is not None and last > first:
+            hours = (last - first).total_seconds() / 3600
+        start = first.replace(tzinfo=UTC) if first and first.tzinfo is None else first
+        decision = decide(criteria, load_data(session, info, criteria, raw), start, now, hours)
+        readiness = ReadinessRead(
+            use_case=info.name,
+            verdict=decision.verdict,
+            evaluated_at=now,
+            criteria_version=version.version,
+            pairs=count,
+            window=window,
+            criteria=[_read(r) for r in decision.criteria],
+            reasons=decision.reasons,
+        )
+    if store:
+        repository.add_decision(
+            session,
+            Decision(
+                use_case=info.name,
+                criteria_version_id=version.id if version else None,
+                verdict=readiness.verdict,
+                evaluated_at=now,
+                pairs=count,
+                body=readiness.model_dump(mode="json"),
+            ),
+        )
+    return readiness
+
+
+def use_case_summary(session: Session, info: UseCaseInfo) -> UseCaseRead:
+    """A use case's configuration and evidence counts."""
+    count, _, last = repository.pair_window(session, info.name)
+    version = repository.latest_criteria(session, info.name)
+    return UseCaseRead(
+        name=info.name,
+        mode=info.mode,
+        sample_rate=info.sample_rate,
+        primary_model=info.primary_model,
+        candidate_model=info.candidate_model,
+        pairs=count,
+        last_pair_at=last,
+        criteria_version=version.version if version else None,
+    )

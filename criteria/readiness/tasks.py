@@ -1,0 +1,70 @@
+"""Periodic re-evaluation of every use case (Celery beat, or a thread when embedded)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+
+from celery import shared_task
+
+from criteria.readiness import service
+from criteria.rollout import service as rollout_service
+from storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+EVALUATE_ALL = "criteria.evaluate_all"
+
+_catalog: service.Catalog | None = None
+
+
+def configure(catalog: service.Catalog) -> None:
+    """Tell this process which use cases exist (the top layer knows the configuration)."""
+    global _catalog
+    _catalog = catalog
+
+
+def evaluate_all(catalog: service.Catalog) -> dict[str, str]:
+    """Evaluate and store every use case's verdict; one failing use case does not stop the rest.
+
+    Each verdict then guards the use case's rollout (a verdict change is recorded, a failing
+    live rollout goes back to 0 %) and the webhook gets the events not yet sent.
+    """
+    verdicts: dict[str, str] = {}
+    for name in catalog.names():
+        info = catalog.get(name)
+        try:
+            with session_scope() as session:
+                readiness = service.evaluate(session, info)
+            verdicts[name] = readiness.verdict
+            with session_scope() as session:
+                rollout_service.guard(session, info, readiness, datetime.now(UTC))
+            _notify(info)
+        except Exception:
+            log.exception("evaluating use case %r failed", name)
+            verdicts[name] = "error"
+    return verdicts
+
+
+def _notify(info: service.UseCaseInfo) -> None:
+    """Send pending events outside any transaction, then mark them sent."""
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        pending = rollout_service.pending_notifications(session, info, now)
+    if not pending:
+        return
+    env = rollout_service.plan_of(info).webhook_url_env
+    url = (os.environ.get(env) or None) if env else None
+    done = rollout_service.notify(pending, url)
+    with session_scope() as session:
+        rollout_service.mark_notified(session, done, now)
+
+
+@shared_task(name=EVALUATE_ALL, ignore_result=True)
+def evaluate_all_task() -> dict[str, str]:
+    """The beat entry point."""
+    if _catalog is None:
+        log.warning("criteria.evaluate_all ran before the use cases were configured")
+        return {}
+    return evaluate_all(_catalog)

@@ -1,0 +1,695 @@
+"""The hot path: forward to the primary, answer the client, hand a sample to the mirror.
+
+Nothing here touches the database or a model. The body is treated as bytes plus the few
+fields the proxy needs (model, stream flag); one pooled aiohttp session per upstream carries
+the calls, and streamed chunks go to the client as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from criteria.rollout.rules import BROKEN, CANDIDATE, FALLBACK_PREFIX
+from shadow.config import SwitchoverConfig, Upstream, UseCase
+from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob
+from shadow.metrics import OVERHEAD, REQUESTS
+from shadow.proxy.live import LiveTraffic
+from shadow.proxy.mirror import Mirror
+
+log = logging.getLogger(__name__)
+
+USE_CASE_HEADER = "x-switchover-use-case"
+FEATURE_HEADER = "x-switchover-feature"
+SERVED_BY_HEADER = "x-switchover-served-by"
+FALLBACK_HEADER = "x-switchover-fallback"
+# Request headers that are about this hop, or that the proxy sets itself.
+_DROP_REQUEST = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "accept-encoding",
+        "authorization",
+        USE_CASE_HEADER,
+        FEATURE_HEADER,
+    }
+)
+_DROP_RESPONSE = frozenset(
+    {
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-encoding",
+        "date",
+        "server",
+    }
+)
+
+
+def openai_error(
+    status: int, message: str, error_type: str, code: str | None = None, param: str | None = None
+) -> Response:
+    """An error in the body shape the OpenAI SDKs parse."""
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+# The fields the proxy reads itself; the upstream validates everything else.
+_READ_FIELDS = (("model", str, "a string"), ("stream", bool, "a boolean"))
+
+
+def _wrong_type(payload: dict[str, Any]) -> Response | None:
+    """An OpenAI-style 400 when a field the proxy reads has the wrong type (null is allowed)."""
+    for name, kind, expected in _READ_FIELDS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, kind):
+            return openai_error(
+                400,
+                f"Invalid type for '{name}': expected {expected}, got {type(value).__name__}.",
+                "invalid_request_error",
+                "invalid_type",
+                name,
+            )
+    return None
+
+
+@dataclass
+class _Route:
+    use_case_name: str
+    use_case: UseCase
+    upstream: Upstream
+    session: aiohttp.ClientSession
+    url_base: str
+
+
+@dataclass
+class _CandidateRoute:
+    """Where a use case's live candidate answers come from (canary and candidate modes)."""
+
+    model: str
+    api_key: str | None
+    session: aiohttp.ClientSession
+    url_base: str
+    first_byte_timeout_s: float
+    reverse_sample_rate: float
+
+
+@dataclass
+class _Call:
+    """One client request on its way to an upstream."""
+
+    route: _Route
+    endpoint: str
+    body: bytes
+    payload: dict[str, Any]
+    headers: dict[str, str]
+    client_auth: bool
+    feature: str | None
+    stream: bool
+    started: float
+    received_at: float
+
+
+@dataclass
+class _StreamState:
+    chunks: list[bytes] = field(default_factory=list)
+    arrivals: list[tuple[int, float]] = field(default_factory=list)
+    complete: bool = False
+    client_gone: bool = False
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """What a mirrored request needs once its answer is complete."""
+
+    pair_id: str
+    use_case: str
+    endpoint: str
+    received_at: float
+    body: bytes
+    stream: bool
+    client_auth: bool
+    feature: str | None
+    status: int
+    request_id: str | None
+    first_byte_s: float
+    candidate: CandidateCapture | None = None  # the candidate failed, the primary answered
+    served_by_candidate: bool = False  # the candidate answered; the worker asks the primary
+
+    @classmethod
+    def of(
+        cls,
+        call: _Call,
+        pair_id: str,
+        response: aiohttp.ClientResponse,
+        first_byte_s: float,
+        candidate: CandidateCapture | None = None,
+        served_by_candidate: bool = False,
+    ) -> _Sample:
+        """The sample of a request whose answer has begun to arrive."""
+        return cls(
+            pair_id=pair_id,
+            use_case=call.route.use_case_name,
+            endpoint=call.endpoint,
+            received_at=call.received_at,
+            body=call.body,
+            stream=call.stream,
+            client_auth=call.client_auth,
+            feature=call.feature,
+            status=response.status,
+            request_id=response.headers.get("x-request-id"),
+            first_byte_s=first_byte_s,
+            candidate=candidate,
+            served_by_candidate=served_by_candidate,
+        )
+
+
+class Proxy:
+    """Forwards OpenAI requests to the primary of their use case."""
+
+    def __init__(
+        self,
+        config: SwitchoverConfig,
+        sessions: dict[str, aiohttp.ClientSession],
+        mirror: Mirror | None,
+        max_body_bytes: int,
+        rng: random.Random | None = None,
+        live: LiveTraffic | None = None,
+    ) -> None:
+        self._config = config
+        self._sessions = sessions
+        self._mirror = mirror
+        self._max_body_bytes = max_body_bytes
+        self._rng = rng or random.Random()
+        self._live = live
+        self._routes = {name: self._route(name) for name in config.use_cases}
+        self._candidates = {name: self._candidate(name) for name in config.use_cases}
+        self._by_model: dict[str, str] = {}
+        for name, use_case in config.use_cases.items():
+            self._by_model.setdefault(use_case.primary.model, name)
+        self._default = "default" if "default" in config.use_cases else None
+
+    def _route(self, name: str) -> _Route:
+        use_case = self._config.use_cases[name]
+        upstream = self._config.upstreams[use_case.primary.upstream]
+        return _Route(
+            name,
+            use_case,
+            upstream,
+            self._sessions[use_case.primary.upstream],
+            upstream.base_url.rstrip("/"),
+        )
+
+    def _candidate(self, name: str) -> _CandidateRoute:
+        use_case = self._config.use_cases[name]
+        upstream = self._config.upstreams[use_case.candidate.upstream]
+        plan = use_case.rollout_plan
+        reverse = plan.reverse_sample_rate
+        return _CandidateRoute(
+            model=use_case.candidate.model,
+            api_key=upstream.api_key(),
+            session=self._sessions[use_case.candidate.upstream],
+            url_base=upstream.base_url.rstrip("/"),
+            first_byte_timeout_s=plan.first_byte_timeout_s,
+            reverse_sample_rate=use_case.shadow.sample_rate if reverse is None else reverse,
+        )
+
+    def _resolve(self, header: str | None, model: Any) -> _Route | None:
+        if header:
+            return self._routes.get(header)
+        name = self._by_model.get(model) if isinstance(model, str) else None
+        name = name or self._default
+        return self._routes[name] if name else None
+
+    @staticmethod
+    def _forward_headers(request: Request, route: _Route) -> tuple[dict[str, str], bool]:
+        """Headers for the upstream, and whether the client's own key was used."""
+        headers = {"accept-encoding": "identity"}
+        client_auth = None
+        for raw_name, raw_value in request.scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            if name == "authorization":
+                client_auth = raw_value.decode("latin-1")
+            elif name not in _DROP_REQUEST:
+                headers[name] = raw_value.decode("latin-1")
+        key = route.upstream.api_key()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        elif client_auth:
+            headers["authorization"] = client_auth
+        return headers, key is None and client_auth is not None
+
+    async def _read_body(self, request: Request) -> bytes | Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+            return self._too_large()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self._max_body_bytes:
+                return self._too_large()
+        return bytes(body)
+
+    def _too_large(self) -> Response:
+        return openai_error(
+            413,
+            f"Request body exceeds the limit of {self._max_body_bytes} bytes.",
+            "invalid_request_error",
+            "request_too_large",
+        )
+
+    async def models(self, request: Request) -> Response:
+        """`GET /v1/models`, answered by the primary upstream of the selected use case."""
+        started = time.perf_counter()
+        route = self._resolve(request.headers.get(USE_CASE_HEADER), None)
+        if route is None:
+            models = sorted({uc.primary.model for uc in self._config.use_cases.values()})
+            data = [{"id": m, "object": "model", "owned_by": "switchover"} for m in models]
+            return Response(
+                orjson.dumps({"object": "list", "data": data}), media_type="application/json"
+            )
+        headers, _ = self._forward_headers(request, route)
+        try:
+            upstream_started = time.perf_counter()
+            async with route.session.get(f"{route.url_base}/models", headers=headers) as response:
+                content = await response.read()
+            upstream_s = time.perf_counter() - upstream_started
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._upstream_failed(exc)
+        out = self._response_headers(response, started, upstream_s)
+        return Response(content, status_code=response.status, headers=out)
+
+    async def completions(
+        self, request: Request, endpoint: str, started: float | None = None
+    ) -> Response:
+        """Forward a chat or text completion and mirror a sample of the answered ones.
+
+        `started` is when the request reached the application (the overhead clock).
+        """
+        started = started or time.perf_counter()
+        received_at = time.time()
+        body = await self._read_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return openai_error(
+                400,
+                f"Request body is not valid JSON: {exc}",
+                "invalid_request_error",
+                "invalid_json",
+            )
+        if not isinstance(payload, dict):
+            return openai_error(
+                400, "Request body must be a JSON object.", "invalid_request_error", "invalid_json"
+            )
+        wrong_type = _wrong_type(payload)
+        if wrong_type is not None:
+            return wrong_type
+        header = request.headers.get(USE_CASE_HEADER)
+        route = self._resolve(header, payload.get("model"))
+        if route is None:
+            wanted = (
+                f"use case {header!r}"
+                if header
+                else f"a use case for model {payload.get('model')!r}"
+            )
+            return openai_error(
+                404,
+                f"Switchover has no {wanted} and no `default` use case.",
+                "invalid_request_error",
+                "use_case_not_found",
+                "model",
+            )
+        headers, client_auth = self._forward_headers(request, route)
+        call = _Call(
+            route=route,
+            endpoint=endpoint,
+            body=body,
+            payload=payload,
+            headers=headers,
+            client_auth=client_auth,
+            feature=request.headers.get(FEATURE_HEADER),
+            stream=payload.get("stream") is True,
+            started=started,
+            received_at=received_at,
+        )
+        percent = self._live.percent.get(route.use_case_name, 0.0) if self._live else 0.0
+        if percent > 0 and (percent >= 100 or self._rng.random() * 100 < percent):
+            return await self._via_candidate(call)
+        pair_id = None
+        if self._mirror is not None and self._rng.random() < route.use_case.shadow.sample_rate:
+            pair_id = str(uuid.uuid4())
+        return await self._via_primary(call, pair_id, time.perf_counter())
+
+    async def _via_primary(
+        self,
+        call: _Call,
+        pair_id: str | None,
+        upstream_started: float,
+        failed: CandidateCapture | None = None,
+    ) -> Response:
+        """Answer from the primary; `failed` is the candidate's failure this one stands in for."""
+        route, endpoint, started, stream = call.route, call.endpoint, call.started, call.stream
+        url = route.url_base + (
+            "/chat/completions" if endpoint == "chat.completions" else "/completions"
+        )
+        try:
+            response = await route.session.post(url, data=call.body, headers=call.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._upstream_failed(exc, route.use_case_name, endpoint)
+        first_byte_s = time.perf_counter() - started
+        sample = None
+        if pair_id is not None and 200 <= response.status < 300:
+            sample = _Sample.of(call, pair_id, response, first_byte_s, candidate=failed)
+        REQUESTS.labels(route.use_case_name, endpoint, str(response.status)).inc()
+        served = {SERVED_BY_HEADER: "primary"}
+        if failed is not None:
+            served[FALLBACK_HEADER] = failed.error_kind or "error"
+        if not (stream and response.status == 200 and response.content_type == "text/event-stream"):
+            try:
+                content = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return self._upstream_failed(exc, route.use_case_name, endpoint)
+            finally:
+                response.release()
+            out = self._response_headers(
+                response, started, time.perf_counter() - upstream_started, sample
+            )
+            out.update(served)
+            background = None
+            if sample is not None:
+                latency_ms = (time.perf_counter() - started) * 1000
+                background = BackgroundTask(self._mirror_answer, sample, content, latency_ms)
+            return Response(
+                content, status_code=response.status, headers=out, background=background
+            )
+        out = self._response_headers(
+            response, started, time.perf_counter() - upstream_started, sample
+        )
+        out.update(served)
+        on_complete = partial(self._mirror_stream, sample) if sample is not None else None
+        return RelayResponse(response, out, started, on_complete)
+
+    async def _via_candidate(self, call: _Call) -> Response:
+        """Answer from the candidate; on its error, or no first byte in time, from the primary.
+
+        Only a failure before anything reached the client can be hidden: a stream that breaks
+        after its first chunk reaches the client broken (and is counted as `broken`).
+        """
+        route = call.route
+        candidate = self._candidates[route.use_case_name]
+        name = route.use_case_name
+        pair_id = None
+        # The primary can be re-asked only with a key of the configuration, never the client's.
+        if (
+            self._mirror is not None
+            and not call.client_auth
+            and self._rng.random() < candidate.reverse_sample_rate
+        ):
+            pair_id = str(uuid.uuid4())
+        call.payload["model"] = candidate.model
+        body = orjson.dumps(call.payload)
+        headers = {k: v for k, v in call.headers.items() if k != "authorization"}
+        if candidate.api_key:
+            headers["authorization"] = f"Bearer {candidate.api_key}"
+        url = candidate.url_base + (
+            "/chat/completions" if call.endpoint == "chat.completions" else "/completions"
+        )
+        upstream_started = time.perf_counter()
+        response: aiohttp.ClientResponse | None = None
+        first = b""
+        relay = False
+        try:
+            async with asyncio.timeout(candidate.first_byte_timeout_s):
+                response = await candidate.session.post(url, data=body, headers=headers)
+                relay = (
+                    call.stream
+                    and response.status == 200
+                    and response.content_type == "text/event-stream"
+                )
+                if relay:
+                    first = await response.content.readany()
+            first_byte_s = time.perf_counter() - call.started
+            if not 200 <= response.status < 300:
+                text = (await response.read()).decode("utf-8", "replace")
+                response.release()
+                failed = self._failure(
+                    call, "http_status", f"HTTP {response.status}: {text}", response.status
+                )
+            elif relay and not first:
+                response.release()
+                failed = self._failure(call, "invalid_response", "the stream ended empty")
+            else:
+                failed = None
+        except TimeoutError:
+            if response is not None:
+                response.close()
+            failed = self._failure(
+                call,
+                "timeout",
+                f"no first byte within {candidate.first_byte_timeout_s:g} s",
+                latency_ms=candidate.first_byte_timeout_s * 1000,
+            )
+        except aiohttp.ClientError as exc:
+            if response is not None:
+                response.close()
+            failed = self._failure(call, "connection", f"{type(exc).__name__}: {exc}")
+        if failed is not None:
+            self._count(name, f"{FALLBACK_PREFIX}{failed.error_kind}")
+            return await self._via_primary(call, pair_id, upstream_started, failed)
+        assert response is not None
+        REQUESTS.labels(name, call.endpoint, str(response.status)).inc()
+        sample = None
+        if pair_id is not None:
+            sample = _Sample.of(call, pair_id, response, first_byte_s, served_by_candidate=True)
+        if not relay:
+            try:
+                content = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failed = self._failure(call, "connection", f"{type(exc).__name__}: {exc}")
+                self._count(name, f"{FALLBACK_PREFIX}{failed.error_kind}")
+                return await self._via_primary(call, pair_id, upstream_started, failed)
+            finally:
+                response.release()
+            self._count(name, CANDIDATE)
+            out = self._response_headers(
+                response, call.started, time.perf_counter() - upstream_started, sample
+            )
+            out[SERVED_BY_HEADER] = "candidate"
+            background = None
+            if sample is not None:
+                latency_ms = (time.perf_counter() - call.started) * 1000
+                background = BackgroundTask(self._mirror_answer, sample, content, latency_ms)
+            return Response(
+                content, status_code=response.status, headers=out, background=background
+            )
+        out = self._response_headers(
+            response, call.started, time.perf_counter() - upstream_started, sample
+        )
+        out[SERVED_BY_HEADER] = "candidate"
+
+        def complete(state: _StreamState) -> None:
+            self._count(name, CANDIDATE)
+            if sample is not None:
+                self._mirror_stream(sample, state)
+
+        return RelayResponse(
+            response,
+            out,
+            call.started,
+            complete,
+            first=first,
+            first_at=first_byte_s,
+            on_broken=partial(self._count, name, BROKEN),
+        )
+
+    def _failure(
+        self,
+        call: _Call,
+        kind: str,
+        message: str,
+        status: int | None = None,
+        latency_ms: float | None = None,
+    ) -> CandidateCapture:
+        """The candidate's failure, measured like a worker's failed call."""
+        if latency_ms is None:
+            latency_ms = (time.perf_counter() - call.started) * 1000
+        return CandidateCapture(
+            status_code=status,
+            latency_ms=latency_ms,
+            error=message[:2000],
+            error_kind=kind,
+        )
+
+    def _count(self, use_case: str, outcome: str) -> None:
+        if self._live is not None:
+            self._live.count(use_case, outcome)
+
+    def _response_headers(
+        self,
+        response: aiohttp.ClientResponse,
+        started: float,
+        upstream_s: float,
+        sample: _Sample | None = None,
+    ) -> dict[str, str]:
+        out = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE}
+        overhead_s = time.perf_counter() - started - upstream_s
+        OVERHEAD.observe(overhead_s)
+        out["x-switchover-overhead-ms"] = f"{overhead_s * 1000:.3f}"
+        if sample is not None:
+            out["x-switchover-pair-id"] = sample.pair_id
+        return out
+
+    def _upstream_failed(
+        self, exc: BaseException, use_case: str | None = None, endpoint: str = "models"
+    ) -> Response:
+        if isinstance(exc, TimeoutError):
+            status, code, message = 504, "upstream_timeout", "The primary upstream timed out."
+        else:
+            status, code = 502, "upstream_unavailable"
+            message = f"The primary upstream could not be reached: {type(exc).__name__}: {exc}"
+        if use_case is not None:
+            REQUESTS.labels(use_case, endpoint, str(status)).inc()
+        return openai_error(status, message, "upstream_error", code)
+
+    async def _mirror_answer(self, sample: _Sample, content: bytes, latency_ms: float) -> None:
+        """After a complete non-streamed answer: hand the pair to the mirror (never blocks)."""
+        capture = PrimaryCapture(
+            status_code=sample.status,
+            body=content.decode("utf-8", "replace"),
+            latency_ms=latency_ms,
+            first_byte_ms=sample.first_byte_s * 1000,
+            request_id=sample.request_id,
+        )
+        self._submit(sample, capture)
+
+    def _mirror_stream(self, sample: _Sample, state: _StreamState) -> None:
+        """After a complete stream: the same, with the arrival time of every chunk."""
+        capture = PrimaryCapture(
+            status_code=sample.status,
+            body=b"".join(state.chunks).decode("utf-8", "replace"),
+            latency_ms=(state.arrivals[-1][1] if state.arrivals else sample.first_byte_s) * 1000,
+            first_byte_ms=sample.first_byte_s * 1000,
+            request_id=sample.request_id,
+            arrivals=state.arrivals,
+        )
+        self._submit(sample, capture)
+
+    def _submit(self, sample: _Sample, capture: PrimaryCapture) -> None:
+        assert self._mirror is not None
+        primary: PrimaryCapture | None = capture
+        candidate = sample.candidate
+        if sample.served_by_candidate:
+            primary, candidate = None, CandidateCapture.model_validate(capture.model_dump())
+        self._mirror.submit(
+            ShadowJob(
+                pair_id=sample.pair_id,
+                use_case=sample.use_case,
+                endpoint=sample.endpoint,
+                received_at=sample.received_at,
+                request_body=sample.body.decode("utf-8", "replace"),
+                stream=sample.stream,
+                client_auth=sample.client_auth,
+                primary=primary,
+                candidate=candidate,
+                feature=sample.feature,
+            )
+        )
+
+
+class RelayResponse(Response):
+    """Streams an upstream's chunks to the client as they arrive.
+
+    `first` is a chunk already read (the candidate's, read before committing to its answer).
+    Lighter than Starlette's StreamingResponse (no task group per response): one watcher task
+    notices a client that goes away and closes the upstream stream, so the API stops
+    generating an answer nobody reads.
+    """
+
+    def __init__(
+        self,
+        upstream: aiohttp.ClientResponse,
+        headers: dict[str, str],
+        started: float,
+        on_complete: Callable[[_StreamState], None] | None,
+        first: bytes = b"",
+        first_at: float = 0.0,
+        on_broken: Callable[[], None] | None = None,
+    ) -> None:
+        # Deliberately not Response.__init__: there is no body to render, only chunks to relay.
+        self.status_code = upstream.status
+        self.background = None
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self._upstream = upstream
+        self._started = started
+        self._on_complete = on_complete
+        self._first = first
+        self._first_at = first_at
+        self._on_broken = on_broken
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = _StreamState()
+        upstream = self._upstream
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            state.client_gone = True
+            upstream.close()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            received = len(self._first)
+            if self._first:
+                state.chunks.append(self._first)
+                state.arrivals.append((received, self._first_at))
+                await send({"type": "http.response.body", "body": self._first, "more_body": True})
+            async for chunk in upstream.content.iter_any():
+                received += len(chunk)
+                state.chunks.append(chunk)
+                state.arrivals.append((received, time.perf_counter() - self._started))
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            state.complete = not state.client_gone
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if not state.client_gone:
+                log.warning("upstream stream broke off: %s", exc)
+                if self._on_broken is not None:
+                    self._on_broken()
+        finally:
+            watcher.cancel()
+            upstream.release()
+        if state.complete and self._on_complete is not None:
+            self._on_complete(state)
