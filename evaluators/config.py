@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from evaluators.catalog import EVALUATOR_NAMES
+from evaluators.rubrics import rubrics
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -44,8 +47,6 @@ class JudgeConfig(BaseModel):
     @field_validator("rubric")
     @classmethod
     def _known_rubric(cls, rubric: str) -> str:
-        from evaluators.judge import rubrics
-
         if rubric not in rubrics():
             raise ValueError(f"unknown rubric (bundled: {', '.join(sorted(rubrics()))})")
         return rubric
@@ -70,8 +71,6 @@ class EvaluatorsConfig(BaseModel):
     @field_validator("disabled")
     @classmethod
     def _known_evaluators(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        from evaluators.registry import EVALUATOR_NAMES
-
         unknown = sorted(set(names) - set(EVALUATOR_NAMES))
         if unknown:
             known = ", ".join(EVALUATOR_NAMES)

@@ -13,28 +13,18 @@ import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import yaml
 
 from evaluators.base import PartialFailure, Values, answered, has_text
 from evaluators.config import JudgeConfig
 from evaluators.pair import PairView
+from evaluators.rubrics import rubrics
 
-RUBRICS_FILE = Path(__file__).parent / "data" / "judge_rubrics.yaml"
 _WINNER = re.compile(r'"winner"\s*:\s*"(A|B|tie)"', re.IGNORECASE)
 _CONVERSATION_LIMIT = 8000
-
-
-@cache
-def rubrics() -> dict[str, dict[str, str]]:
-    """The bundled rubrics by version."""
-    data: dict[str, dict[str, str]] = yaml.safe_load(RUBRICS_FILE.read_text(encoding="utf-8"))
-    return data
 
 
 def candidate_first(pair_id: str) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from evaluators.answers import ExactMatchEvaluator, LengthRatioEvaluator, RefusalEvaluator
 from evaluators.base import Evaluator
+from evaluators.catalog import CATALOG, EVALUATOR_NAMES
 from evaluators.config import EvaluatorsConfig
 from evaluators.cost import CandidateCostEvaluator, PrimaryCostEvaluator, price_table
 from evaluators.judge import JudgeEvaluator
@@ -32,35 +33,15 @@ _EVALUATORS: dict[str, Factory] = {
     "judge": lambda config: JudgeEvaluator(config.judge) if config.judge.enabled else None,
 }
 
-EVALUATOR_NAMES = tuple(_EVALUATORS)
+if tuple(_EVALUATORS) != EVALUATOR_NAMES:
+    raise RuntimeError("the registry and the metric catalog name different evaluators")
 
 # Evaluators that read only timings, token counts and models, never text: the only ones that
 # can (re)score a pair stored without its text. A new evaluator is assumed to read text.
 TEXT_FREE_EVALUATORS = frozenset({"latency", "length_ratio", "primary_cost", "candidate_cost"})
 
-# The metric names criteria may use (SPEC §4), by the evaluator that produces them.
-METRICS: dict[str, str] = {
-    "primary.latency_ms": "latency",
-    "candidate.latency_ms": "latency",
-    "primary.ttft_ms": "latency",
-    "candidate.ttft_ms": "latency",
-    "candidate.tpot_ms": "latency",
-    "candidate.error": "latency",
-    "latency.ratio": "latency",
-    "quality.semantic_similarity": "semantic_similarity",
-    "noise.semantic_similarity": "semantic_similarity",
-    "quality.rouge_l": "overlap",
-    "quality.bleu": "overlap",
-    "quality.exact_match": "exact_match",
-    "quality.json_valid": "json",
-    "quality.json_match": "json",
-    "quality.tool_call_match": "tool_calls",
-    "quality.refusal": "refusal",
-    "quality.length_ratio": "length_ratio",
-    "cost.primary_usd": "primary_cost",
-    "cost.candidate_usd": "candidate_cost",
-    "quality.judge_score": "judge",
-}
+# The per-pair metric names (SPEC §4), by the evaluator that produces them.
+METRICS: dict[str, str] = {m.name: m.evaluator for m in CATALOG.values() if m.evaluator}
 
 
 def get_evaluators(

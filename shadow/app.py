@@ -4,105 +4,41 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy.exc import SQLAlchemyError
 
 from criteria.readiness.routes import install as install_readiness_api
-from shadow.catalog import PeriodicEvaluation, catalog_for
+from criteria.readiness.service import Catalog, sync_all_config_criteria
+from shadow.catalog import catalog_for
 from shadow.config import SwitchoverConfig
-from shadow.jobs import ShadowJob
+from shadow.proxy.entry import ProxyFastPath
 from shadow.proxy.forward import Proxy, openai_error
 from shadow.proxy.live import LiveSync, LiveTraffic
 from shadow.proxy.mirror import Mirror, Publish
 from shadow.proxy.openapi import CHAT_COMPLETIONS, COMPLETIONS
+from shadow.proxy.publisher import CeleryPublisher
 from shadow.settings import Settings
+from storage.db import session_scope
 
 log = logging.getLogger(__name__)
 
 
-class CeleryPublisher:
-    """Publishes shadow jobs to the configured broker (the in-process one when embedded).
-
-    Called from the mirror's one publisher thread; it keeps one producer (and connection)
-    instead of taking one from the pool per job, and skips Celery's printable copy of the
-    arguments, which together cost more than the publish itself.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        from shadow.broker import create_celery
-
-        self._app = create_celery(settings)
-        self._queue = settings.queue
-        self._acquire_s = settings.broker_publish_timeout_s
-        self._producer: Any = None
-
-    def __call__(self, job: ShadowJob) -> None:
-        from shadow.worker.tasks import MIRROR_PAIR
-
-        if self._producer is None:
-            # kombu's producer pools are per broker URL for the whole process, not per app:
-            # never wait for ever on one that others have taken.
-            self._producer = self._app.producer_pool.acquire(block=True, timeout=self._acquire_s)
-        try:
-            self._app.send_task(
-                MIRROR_PAIR,
-                args=(job.model_dump(mode="json"),),
-                queue=self._queue,
-                producer=self._producer,
-                argsrepr="",
-                kwargsrepr="",
-            )
-        except Exception:
-            self._producer.release()
-            self._producer = None  # a fresh connection for the next job
-            raise
-
-    def close(self) -> None:
-        """Give the producer back to the process's pool (the mirror calls this when it stops)."""
-        if self._producer is not None:
-            self._producer.release()
-            self._producer = None
-
-
-class ProxyFastPath:
-    """Sends the two hot endpoints straight to the proxy, past FastAPI's routing.
-
-    Routing and FastAPI's request handling cost about a third of the proxy's CPU per request;
-    the routes stay registered so that the OpenAPI schema still describes them.
-    """
-
-    HOT: ClassVar[dict[str, str]] = {
-        "/v1/chat/completions": "chat.completions",
-        "/v1/completions": "completions",
-    }
-
-    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
-        self._app = app
-        self._state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.HOT.get(scope.get("path", "")) if scope["type"] == "http" else None
-        proxy: Proxy | None = self._state.get("proxy")
-        if endpoint is None or scope["method"] != "POST" or proxy is None:
-            await self._app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        try:
-            response = await proxy.completions(Request(scope, receive), endpoint, started)
-        except Exception:
-            log.exception("the proxy failed on a request")
-            response = openai_error(
-                500, "Switchover failed on this request.", "server_error", "internal_error"
-            )
-        await response(scope, receive, send)
+def _store_config_criteria(catalog: Catalog) -> None:
+    """The configured criteria become a stored version at start-up, so reads need not write."""
+    try:
+        with session_scope() as session:
+            sync_all_config_criteria(session, catalog)
+    except SQLAlchemyError as exc:
+        # another process may have stored the same version first, or the database is not up
+        # yet: the periodic evaluation stores them later
+        log.warning("could not store the configured criteria at start-up: %s", exc)
 
 
 def create_app(
@@ -110,7 +46,7 @@ def create_app(
 ) -> FastAPI:
     """The service; `publish` defaults to Celery, tests may hand in their own."""
     state: dict[str, Any] = {}
-    catalog = catalog_for(config, settings.config_dir())
+    catalog = catalog_for(config, settings.config_dir(), settings.evaluate_every_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,13 +62,10 @@ def create_app(
             for name, upstream in config.upstreams.items()
         }
         if settings.embedded:
-            from shadow.broker import (
-                configure_evaluators,
-                create_celery,
-                start_embedded_worker,
-            )
-            from shadow.worker.measure import build_runtime, use_runtime
-            from shadow.worker.periodic import Periodic
+            from shadow.broker import create_celery
+            from shadow.worker.embedded import start_embedded_worker
+            from shadow.worker.measure import build_runtime, configure_evaluators, use_runtime
+            from shadow.worker.periodic import Periodic, PeriodicEvaluation
             from shadow.worker.retention import purge_expired
             from storage.migrate import upgrade
 
@@ -144,6 +77,7 @@ def create_app(
             state["retention"] = Periodic(
                 lambda: purge_expired(config), settings.purge_every_s, "switchover-retention"
             )
+        _store_config_criteria(catalog)
         mirror = Mirror(publish or CeleryPublisher(settings), settings.shadow_buffer_size)
         state["mirror"] = mirror
         live = None

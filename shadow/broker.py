@@ -1,20 +1,20 @@
-"""The Celery application: Redis or RabbitMQ in distributed mode, in-process when embedded."""
+"""The Celery application both processes talk through: Redis or RabbitMQ, in-process when embedded.
+
+Built by `create_celery` where a process needs it (the proxy's publisher, a worker), never at
+import time.
+"""
 
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 from celery import Celery
 
 from criteria.readiness.tasks import EVALUATE_ALL
-from evaluators.pair import Deployment
-from evaluators.runtime import configure
 from evaluators.tasks import SCORE_PAIRS
-from shadow.config import SwitchoverConfig
-from shadow.settings import Settings, get_settings
-from shadow.worker.retention import PURGE_EXPIRED
+from shadow.jobs import PURGE_EXPIRED
+from shadow.settings import Settings
 
 EMBEDDED_BROKER = "memory://localhost/"
 
@@ -60,56 +60,3 @@ def create_celery(settings: Settings) -> Celery:
         },
     )
     return app
-
-
-celery_app = create_celery(get_settings())
-
-
-def configure_evaluators(config: SwitchoverConfig) -> None:
-    """Hand the `evaluators:` section and the candidates' deployments to the scoring."""
-    deployments = {}
-    for name, use_case in config.use_cases.items():
-        deployment = config.upstreams[use_case.candidate.upstream].deployment
-        if deployment is not None:
-            # Per replica, like the capacity a replay measures.
-            hourly = deployment.hourly_usd * deployment.gpu_count
-            deployments[name] = Deployment(hourly_usd=hourly)
-    configure(config.evaluators, deployments)
-
-
-class EmbeddedWorker:
-    """A thread-pool Celery worker running in a thread of the server process."""
-
-    def __init__(self, controller: Any, thread: threading.Thread) -> None:
-        self._controller = controller
-        self._thread = thread
-
-    def is_alive(self) -> bool:
-        """Whether the worker thread still runs."""
-        return self._thread.is_alive()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop consuming, let running jobs finish (up to `timeout_s`)."""
-        self._controller.stop(in_sighandler=False)
-        self._thread.join(timeout_s)
-
-
-def start_embedded_worker(app: Celery, settings: Settings) -> EmbeddedWorker:
-    """Run a thread-pool worker inside this process (embedded mode)."""
-    import shadow.worker.tasks  # noqa: F401 - registers the tasks with every app
-
-    # Pool threads run tasks from the default app's registry, and a task's own `self.app`
-    # publishes its follow-ups (scoring, retries): that must be this worker's app.
-    app.set_default()
-    worker = app.WorkController(
-        pool_cls="threads",
-        concurrency=settings.embedded_worker_concurrency,
-        queues=[settings.queue, settings.scoring_queue_name],
-        without_heartbeat=True,
-        without_mingle=True,
-        without_gossip=True,
-        loglevel="WARNING",
-    )
-    thread = threading.Thread(target=worker.start, name="switchover-embedded-worker", daemon=True)
-    thread.start()
-    return EmbeddedWorker(worker, thread)

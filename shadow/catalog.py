@@ -1,4 +1,4 @@
-"""Handing the configured use cases to the readiness service (`criteria`)."""
+"""The configured use cases handed down to the readiness service (`criteria`): one mapping."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 from criteria.cost.model import Deployment
 from criteria.errors import InvalidCriteria
 from criteria.readiness.service import Catalog, UseCaseInfo, inline_criteria_text, parse_for
-from criteria.readiness.tasks import evaluate_all
 from shadow.config import ConfigError, SwitchoverConfig
-from shadow.worker.periodic import Periodic
 
 
-def catalog_for(config: SwitchoverConfig, config_dir: Path | None) -> Catalog:
+def catalog_for(
+    config: SwitchoverConfig, config_dir: Path | None, evaluate_every_s: float = 60.0
+) -> Catalog:
     """The use cases with their criteria text and declared figures."""
     infos = []
     for name, use_case in config.use_cases.items():
@@ -65,11 +65,4 @@ def catalog_for(config: SwitchoverConfig, config_dir: Path | None) -> Catalog:
                 rollout=use_case.rollout,
             )
         )
-    return Catalog(infos)
-
-
-class PeriodicEvaluation(Periodic):
-    """Re-evaluates every use case in a background thread (embedded mode's Celery beat)."""
-
-    def __init__(self, catalog: Catalog, every_s: float) -> None:
-        super().__init__(lambda: evaluate_all(catalog), every_s, "switchover-evaluation")
+    return Catalog(infos, fresh_for_s=evaluate_every_s)

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+# The Celery task names both processes agree on (the worker registers them, the proxy and
+# beat send them): names, not imports, so that the proxy never loads the worker's code.
+MIRROR_PAIR = "shadow.mirror_pair"
+PURGE_EXPIRED = "shadow.purge_expired"
+
 
 class PrimaryCapture(BaseModel):
     """The primary's answer as the proxy saw it pass."""

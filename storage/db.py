@@ -85,3 +85,9 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def get_db_session() -> Iterator[Session]:
+    """The session of one API request (a FastAPI dependency): committed when it succeeds."""
+    with session_scope() as session:
+        yield session

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from criteria.readiness.schemas import Role
 from storage import repository
-from storage.db import session_scope
+from storage.db import get_db_session
 
 _RANK = {"viewer": 0, "admin": 1}
 TOKEN_PREFIX = "swo_"
@@ -31,16 +31,10 @@ def create_token(session: Session, role: Role, name: str) -> str:
     return token
 
 
-def get_session() -> Iterator[Session]:
-    """A database session for one request, committed when the request succeeds."""
-    with session_scope() as session:
-        yield session
-
-
 def require(role: Role) -> Callable[..., str]:
     """A dependency that lets a request through with a token of `role` (or higher)."""
 
-    def check(request: Request, session: Annotated[Session, Depends(get_session)]) -> str:
+    def check(request: Request, session: Annotated[Session, Depends(get_db_session)]) -> str:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:

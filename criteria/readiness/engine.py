@@ -14,7 +14,6 @@ from typing import Literal
 
 import numpy as np
 
-from criteria.readiness.metrics import CATALOG
 from criteria.readiness.schema import CriteriaSet, Criterion
 from criteria.readiness.stats import (
     Blocks,
@@ -29,6 +28,7 @@ from criteria.readiness.stats import (
     quantile_interval,
     quantile_ranks,
 )
+from evaluators.catalog import CATALOG
 
 CriterionVerdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO_DATA"]
 Verdict = Literal["GO", "NO_GO", "INSUFFICIENT_DATA"]

@@ -18,9 +18,9 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from criteria.readiness.engine import Evidence, effective_threshold
-from criteria.readiness.metrics import NOISE_COUNTERPART, RELATIVE_COUNTERPART
 from criteria.readiness.schema import Criterion
 from criteria.readiness.stats import Blocks, FloatArray
+from evaluators.catalog import NOISE_COUNTERPART, RELATIVE_COUNTERPART
 from storage import aggregates
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,10 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from criteria.access.auth import get_session, require
+from criteria.access.auth import require
 from criteria.errors import InvalidCriteria, NoCriteria, ReadinessError
 from criteria.readiness import service, summaries
-from criteria.readiness.metrics import CATALOG
 from criteria.readiness.schemas import (
     AnswerRead,
     CapacityRunRead,
@@ -32,8 +30,9 @@ from criteria.readiness.schemas import (
     UseCaseRead,
 )
 from criteria.rollout import service as rollout_service
+from evaluators.catalog import CATALOG
 from storage import repository
-from storage.db import session_scope
+from storage.db import get_db_session
 from storage.models import RequestPair, Score
 
 GATE_STATUS = {"GO": 200, "NO_GO": 409, "INSUFFICIENT_DATA": 425}
@@ -45,7 +44,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 Viewer = Annotated[str, Depends(require("viewer"))]
 Admin = Annotated[str, Depends(require("admin"))]
-DbSession = Annotated[Session, Depends(get_session)]
+DbSession = Annotated[Session, Depends(get_db_session)]
+
+
+async def _body(request: Request) -> bytes:
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(_body)]
 
 
 def create_router(catalog: service.Catalog) -> APIRouter:
@@ -60,12 +66,12 @@ def create_router(catalog: service.Catalog) -> APIRouter:
     @router.get("/readiness", response_model=list[ReadinessRead])
     def readiness_all(_: Viewer, session: DbSession) -> list[ReadinessRead]:
         """Every use case's current verdict."""
-        return [service.evaluate(session, catalog.get(n)) for n in catalog.names()]
+        return [service.current(session, catalog, n) for n in catalog.names()]
 
     @router.get("/readiness/{use_case}", response_model=ReadinessRead)
     def readiness(use_case: str, _: Viewer, session: DbSession) -> ReadinessRead:
         """A use case's current verdict with per-criterion figures."""
-        return service.evaluate(session, catalog.get(use_case))
+        return service.current(session, catalog, use_case)
 
     @router.get("/readiness/{use_case}/history", response_model=list[DecisionRead])
     def history(
@@ -96,7 +102,7 @@ def create_router(catalog: service.Catalog) -> APIRouter:
     @router.get("/gate/{use_case}", response_model=ReadinessRead, responses=gate_responses)
     def gate(use_case: str, _: Viewer, session: DbSession) -> JSONResponse:
         """200 on GO, 409 on NO_GO, 425 on INSUFFICIENT_DATA; the body is the readiness."""
-        result = service.evaluate(session, catalog.get(use_case))
+        result = service.current(session, catalog, use_case)
         return JSONResponse(result.model_dump(mode="json"), status_code=GATE_STATUS[result.verdict])
 
     @router.post("/gate/{use_case}", response_model=ReadinessRead, responses=gate_responses)
@@ -128,10 +134,11 @@ def create_router(catalog: service.Catalog) -> APIRouter:
             }
         },
     )
-    async def put_criteria(use_case: str, request: Request, author: Admin) -> CriteriaVersionRead:
+    def put_criteria(
+        use_case: str, request: Request, raw: RawBody, author: Admin, session: DbSession
+    ) -> CriteriaVersionRead:
         """Replace the criteria (YAML or JSON body); a new version is stored."""
         catalog.get(use_case)
-        raw = await request.body()
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -141,7 +148,7 @@ def create_router(catalog: service.Catalog) -> APIRouter:
                 text = _json_to_yaml(text)
             except ValueError as exc:
                 raise InvalidCriteria(f"body:1: not valid JSON: {exc}") from None
-        return await _store_criteria(use_case, text, author)
+        return _version(service.apply_criteria(session, use_case, text, author))
 
     @router.get("/use-cases/{use_case}/capacity", response_model=list[CapacityRunRead])
     def capacity(use_case: str, _: Viewer, session: DbSession) -> list[CapacityRunRead]:
@@ -230,14 +237,6 @@ def _check_pair_metric(field: str, name: str) -> None:
         raise InvalidCriteria(f"{field}: unknown metric {name!r}")
     if CATALOG[name].kind != "pair":
         raise InvalidCriteria(f"{field}: {name!r} is a use-case figure, not a per-pair score")
-
-
-async def _store_criteria(use_case: str, text: str, author: str) -> CriteriaVersionRead:
-    def store() -> CriteriaVersionRead:
-        with session_scope() as session:
-            return _version(service.apply_criteria(session, use_case, text, author))
-
-    return await run_in_threadpool(store)
 
 
 def _json_to_yaml(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from criteria import yamldoc
-from criteria.readiness.metrics import CATALOG, NOISE_COUNTERPART, RELATIVE_COUNTERPART
+from evaluators.catalog import CATALOG, NOISE_COUNTERPART, RELATIVE_COUNTERPART
 
 Op = Literal["<=", "<", ">=", ">"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")

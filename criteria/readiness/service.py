@@ -15,10 +15,10 @@ from criteria.cost.model import CostProjection, Deployment, TrafficInputs, proje
 from criteria.errors import InvalidCriteria, UnknownUseCase
 from criteria.readiness import evidence
 from criteria.readiness.engine import CriterionData, CriterionResult, decide
-from criteria.readiness.metrics import CATALOG
 from criteria.readiness.schema import CriteriaError, CriteriaSet, parse_criteria
 from criteria.readiness.schemas import CriterionRead, ReadinessRead, UseCaseRead, Window
 from criteria.rollout.rules import RolloutConfig
+from evaluators.catalog import CATALOG
 from storage import repository
 from storage.models import Decision
 
@@ -40,10 +40,15 @@ class UseCaseInfo:
 
 
 class Catalog:
-    """The configured use cases, by name."""
+    """The configured use cases, by name.
 
-    def __init__(self, use_cases: Sequence[UseCaseInfo]) -> None:
+    `fresh_for_s` is the evaluation period: a stored verdict younger than that is what a read
+    returns; an older one is re-evaluated for the read without being stored.
+    """
+
+    def __init__(self, use_cases: Sequence[UseCaseInfo], fresh_for_s: float = 60.0) -> None:
         self._by_name = {info.name: info for info in use_cases}
+        self.fresh_for_s = fresh_for_s
 
     def names(self) -> list[str]:
         """Use case names in configuration order."""
@@ -92,6 +97,27 @@ def sync_config_criteria(session: Session, info: UseCaseInfo) -> None:
     if latest is not None and latest.author != "config":
         return  # changed through the API or the CLI since: that version stays in force
     apply_criteria(session, info.name, info.criteria_text, "config")
+
+
+def criteria_in_force(session: Session, info: UseCaseInfo) -> tuple[int | None, str | None]:
+    """The criteria version and text a verdict uses, without writing anything.
+
+    The configuration's criteria are stored as a version by the periodic evaluation
+    (`sync_config_criteria`); until then a read judges by the configured text, version None.
+    """
+    latest = repository.latest_criteria(session, info.name)
+    if info.criteria_text is not None and (latest is None or latest.author == "config"):
+        if latest is None or latest.text != info.criteria_text:
+            return None, info.criteria_text
+    if latest is None:
+        return None, None
+    return latest.version, latest.text
+
+
+def sync_all_config_criteria(session: Session, catalog: Catalog) -> None:
+    """`sync_config_criteria` for every use case (at start-up and by the periodic evaluation)."""
+    for name in catalog.names():
+        sync_config_criteria(session, catalog.get(name))
 
 
 def inline_criteria_text(use_case: str, document: Mapping[str, Any]) -> str:
@@ -165,20 +191,18 @@ def evaluate(
     session: Session,
     info: UseCaseInfo,
     now: datetime | None = None,
-    store: bool = True,
     raw: bool = False,
 ) -> ReadinessRead:
-    """Evaluate a use case's criteria in force and (by default) store the verdict.
+    """Evaluate a use case's criteria in force; reads only, stores nothing.
 
     `raw` reads every sample instead of the score aggregates: the same verdict, slower.
     """
     now = now or datetime.now(UTC)
-    sync_config_criteria(session, info)
-    version = repository.latest_criteria(session, info.name)
+    version, text = criteria_in_force(session, info)
     count, first, last = repository.pair_window(session, info.name)
     window = Window(start=first, end=last)
-    if version is None:
-        readiness = ReadinessRead(
+    if text is None:
+        return ReadinessRead(
             use_case=info.name,
             verdict="INSUFFICIENT_DATA",
             evaluated_at=now,
@@ -188,36 +212,57 @@ def evaluate(
             criteria=[],
             reasons=["no success criteria are defined for this use case"],
         )
-    else:
-        criteria = parse_for(info.name, version.text, f"criteria v{version.version}")
-        hours = None
-        if first is not None and last is not None and last > first:
-            hours = (last - first).total_seconds() / 3600
-        start = first.replace(tzinfo=UTC) if first and first.tzinfo is None else first
-        decision = decide(criteria, load_data(session, info, criteria, raw), start, now, hours)
-        readiness = ReadinessRead(
+    source = f"criteria v{version}" if version is not None else f"{info.name} criteria"
+    criteria = parse_for(info.name, text, source)
+    hours = None
+    if first is not None and last is not None and last > first:
+        hours = (last - first).total_seconds() / 3600
+    start = first.replace(tzinfo=UTC) if first and first.tzinfo is None else first
+    decision = decide(criteria, load_data(session, info, criteria, raw), start, now, hours)
+    return ReadinessRead(
+        use_case=info.name,
+        verdict=decision.verdict,
+        evaluated_at=now,
+        criteria_version=version,
+        pairs=count,
+        window=window,
+        criteria=[_read(r) for r in decision.criteria],
+        reasons=decision.reasons,
+    )
+
+
+def evaluate_and_store(
+    session: Session, info: UseCaseInfo, now: datetime | None = None
+) -> ReadinessRead:
+    """The periodic evaluation: store the configured criteria if new, judge, store the verdict."""
+    sync_config_criteria(session, info)
+    readiness = evaluate(session, info, now)
+    version = repository.latest_criteria(session, info.name)
+    repository.add_decision(
+        session,
+        Decision(
             use_case=info.name,
-            verdict=decision.verdict,
-            evaluated_at=now,
-            criteria_version=version.version,
-            pairs=count,
-            window=window,
-            criteria=[_read(r) for r in decision.criteria],
-            reasons=decision.reasons,
-        )
-    if store:
-        repository.add_decision(
-            session,
-            Decision(
-                use_case=info.name,
-                criteria_version_id=version.id if version else None,
-                verdict=readiness.verdict,
-                evaluated_at=now,
-                pairs=count,
-                body=readiness.model_dump(mode="json"),
-            ),
-        )
+            criteria_version_id=version.id if version else None,
+            verdict=readiness.verdict,
+            evaluated_at=readiness.evaluated_at,
+            pairs=readiness.pairs,
+            body=readiness.model_dump(mode="json"),
+        ),
+    )
     return readiness
+
+
+def current(session: Session, catalog: Catalog, name: str) -> ReadinessRead:
+    """A read's verdict: the latest stored one while fresh, else evaluated now (not stored)."""
+    info = catalog.get(name)
+    stored = repository.list_decisions(session, name, 1)
+    now = datetime.now(UTC)
+    if stored:
+        at = stored[0].evaluated_at
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+        if (now - at).total_seconds() < catalog.fresh_for_s:
+            return ReadinessRead.model_validate(stored[0].body)
+    return evaluate(session, info, now)
 
 
 def use_case_summary(session: Session, info: UseCaseInfo) -> UseCaseRead:

@@ -9,7 +9,6 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from criteria.readiness.metrics import BINARY, CATALOG
 from criteria.readiness.schemas import (
     DistributionsRead,
     MetricDistributionRead,
@@ -17,6 +16,7 @@ from criteria.readiness.schemas import (
     TimelineRead,
 )
 from criteria.readiness.stats import FloatArray
+from evaluators.catalog import BINARY, CATALOG
 from storage.models import RequestPair, Score
 
 # Unbounded metrics (latencies, ratios) have long tails: the histogram stops at this quantile

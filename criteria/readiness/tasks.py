@@ -36,7 +36,7 @@ def evaluate_all(catalog: service.Catalog) -> dict[str, str]:
         info = catalog.get(name)
         try:
             with session_scope() as session:
-                readiness = service.evaluate(session, info)
+                readiness = service.evaluate_and_store(session, info)
             verdicts[name] = readiness.verdict
             with session_scope() as session:
                 rollout_service.guard(session, info, readiness, datetime.now(UTC))

@@ -84,7 +84,7 @@ def worker(
     from shadow.catalog import catalog_for
 
     try:
-        configure_readiness(catalog_for(config, settings.config_dir()))
+        configure_readiness(catalog_for(config, settings.config_dir(), settings.evaluate_every_s))
     except ConfigError as exc:
         typer.echo(f"switchover: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -98,9 +98,11 @@ def worker(
     if not picked or any(name not in queue_names for name in picked):
         typer.echo(f"switchover: --queues takes shadow and/or scoring, not {queues!r}", err=True)
         raise typer.Exit(2)
-    from shadow.broker import celery_app, configure_evaluators
+    from shadow.broker import create_celery
+    from shadow.worker.measure import configure_evaluators
 
     configure_evaluators(config)
+    celery_app = create_celery(settings)
     # The scoring's encoding thread needs the GIL back after each of the model's operations;
     # at Python's default 5 ms switch interval it waits that long whenever the consumer or a
     # batch being stored holds it, with every core idle meanwhile (bench/scoring_throughput.py).
@@ -534,7 +536,7 @@ def rescore(
     from evaluators.repository import pair_ids_for
     from evaluators.runtime import current
     from evaluators.service import rescore_pairs, score_stored_pairs
-    from shadow.broker import configure_evaluators
+    from shadow.worker.measure import configure_evaluators
     from storage.db import session_scope
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -642,7 +644,3 @@ def replay(
         f"capacity.rps_at_slo = {found} (p{slo.quantile * 100:g} <= {slo.latency_ms:g} ms, "
         f"errors <= {slo.error_limit:.1%})"
     )
-
-
-if __name__ == "__main__":
-    app()

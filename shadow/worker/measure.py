@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import orjson
 
+from evaluators.pair import Deployment
+from evaluators.runtime import configure
 from shadow.config import SwitchoverConfig, Target, UseCase
 from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob
 from shadow.settings import Settings, get_settings
@@ -207,3 +209,15 @@ def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate | None:
         candidate=candidate,
         noise=noise,
     )
+
+
+def configure_evaluators(config: SwitchoverConfig) -> None:
+    """Hand the `evaluators:` section and the candidates' deployments to the scoring."""
+    deployments = {}
+    for name, use_case in config.use_cases.items():
+        deployment = config.upstreams[use_case.candidate.upstream].deployment
+        if deployment is not None:
+            # Per replica, like the capacity a replay measures.
+            hourly = deployment.hourly_usd * deployment.gpu_count
+            deployments[name] = Deployment(hourly_usd=hourly)
+    configure(config.evaluators, deployments)

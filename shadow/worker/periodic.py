@@ -6,6 +6,9 @@ import logging
 import threading
 from collections.abc import Callable
 
+from criteria.readiness.service import Catalog
+from criteria.readiness.tasks import evaluate_all
+
 log = logging.getLogger(__name__)
 
 
@@ -30,3 +33,10 @@ class Periodic:
         """Stop after the run under way, if any."""
         self._stop.set()
         self._thread.join(30)
+
+
+class PeriodicEvaluation(Periodic):
+    """Re-evaluates every use case in a background thread (embedded mode's Celery beat)."""
+
+    def __init__(self, catalog: Catalog, every_s: float) -> None:
+        super().__init__(lambda: evaluate_all(catalog), every_s, "switchover-evaluation")

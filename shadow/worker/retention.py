@@ -19,7 +19,6 @@ from storage.db import session_scope
 
 log = logging.getLogger(__name__)
 
-PURGE_EXPIRED = "shadow.purge_expired"
 CHUNK = 1000
 
 

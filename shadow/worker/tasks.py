@@ -9,10 +9,10 @@ from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from evaluators.tasks import enqueue_scoring
-from shadow.jobs import ShadowJob
+from shadow.jobs import MIRROR_PAIR, PURGE_EXPIRED, ShadowJob
 from shadow.worker.measure import get_runtime, measure_pair
 from shadow.worker.privacy import protect
-from shadow.worker.retention import PURGE_EXPIRED, purge_expired
+from shadow.worker.retention import purge_expired
 from storage.db import session_scope
 from storage.models import RequestPair
 from storage.repository import insert_pair
@@ -20,7 +20,6 @@ from storage.schemas import PairCreate
 
 log = logging.getLogger(__name__)
 
-MIRROR_PAIR = "shadow.mirror_pair"
 # Retry storing for about a day (backoff capped at a minute): a database outage loses nothing.
 STORE_RETRIES = 1500
 

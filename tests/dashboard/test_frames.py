@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from criteria.readiness.metrics import CATALOG
 from dashboard import charts
 from dashboard.frames import (
     break_even_frame,
@@ -23,6 +22,7 @@ from dashboard.frames import (
     with_quantiles,
 )
 from dashboard.theme import METRIC_LABELS, SIDE_COLOURS, VERDICT_COLOURS
+from evaluators.catalog import CATALOG
 
 
 def criterion(name, verdict, **fields):

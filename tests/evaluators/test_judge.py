@@ -12,7 +12,8 @@ import pytest
 
 from evaluators.base import PartialFailure
 from evaluators.config import JudgeConfig
-from evaluators.judge import JudgeEvaluator, candidate_first, parse_verdict, rubrics
+from evaluators.judge import JudgeEvaluator, candidate_first, parse_verdict
+from evaluators.rubrics import rubrics
 from tests.evaluators.conftest import make_pair
 
 

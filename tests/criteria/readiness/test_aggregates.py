@@ -112,8 +112,8 @@ def _info(use_case: str, rouge: float = 0.6, p95: float = 1500) -> UseCaseInfo:
 
 def _assert_same(session, info: UseCaseInfo) -> list[str]:
     now = START + timedelta(days=3)
-    fast = service.evaluate(session, info, now=now, store=False)
-    slow = service.evaluate(session, info, now=now, store=False, raw=True)
+    fast = service.evaluate(session, info, now=now)
+    slow = service.evaluate(session, info, now=now, raw=True)
     assert fast.verdict == slow.verdict
     # reasons quote the figures, which quantiles give to their histogram bin
     assert [r.split(":")[0] for r in fast.reasons] == [r.split(":")[0] for r in slow.reasons]
@@ -208,7 +208,7 @@ def test_a_rescore_keeps_the_aggregates_consistent(db_session):
     _seed(db_session, "rescored", 200, 1.0, 1.0, seed=5)
     info = _info("rescored")
     now = START + timedelta(days=3)
-    assert service.evaluate(db_session, info, now=now, store=False).verdict != "NO_GO"
+    assert service.evaluate(db_session, info, now=now).verdict != "NO_GO"
     # what `switchover rescore` does per batch: replace some metrics of some pairs
     rng = np.random.default_rng(6)
     ids = [f"rescored-{i}" for i in range(0, 200, 2)]

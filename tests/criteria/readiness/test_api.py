@@ -9,11 +9,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 
 from criteria.access.auth import create_token
+from criteria.readiness.tasks import evaluate_all
+from shadow.catalog import catalog_for
+from shadow.config import parse_config
 from shadow.settings import Settings
 from storage.db import make_engine, session_scope
-from storage.models import Score
+from storage.models import Decision, Score
 from storage.repository import insert_pair
 from storage.schemas import AnswerFields, PairCreate
 from tests.conftest import VENV_BIN, CapturedJobs
@@ -231,8 +235,9 @@ def test_criteria_put_needs_admin_and_creates_a_version(service):
 def test_history_use_cases_and_worst_pairs(service):
     url, tokens = service
     viewer = tokens["viewer"]
-    _get(url, "/api/v1/readiness/bad", viewer)
-    _get(url, "/api/v1/readiness/bad", viewer)
+    catalog = _catalog()
+    evaluate_all(catalog)
+    evaluate_all(catalog)
     history = _get(url, "/api/v1/readiness/bad/history", viewer).json()
     assert len(history) == 2
     assert history[0]["verdict"] == "NO_GO"
@@ -279,3 +284,38 @@ def test_capacity_and_cost_endpoints_say_what_is_missing(service):
     assert any("no `deployment`" in m for m in cost["missing"])
     assert cost["inputs"]["traffic"]["mirrored_pairs"] == 400
     assert _get(url, "/api/v1/use-cases/good/cost").status_code == 401
+
+
+def _catalog():
+    """The service's use cases, for running its periodic evaluation from the test."""
+    config = parse_config(_config("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"), "<test>")
+    return catalog_for(config, None, evaluate_every_s=3600)
+
+
+def _decisions(url: str) -> int:
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        count = session.scalar(select(func.count()).select_from(Decision))
+    engine.dispose()
+    return int(count or 0)
+
+
+def test_reads_never_store_a_verdict(service, sqlite_url):
+    """Polling (Argo every 30 s, the dashboard) adds no rows; the periodic evaluation does."""
+    url, tokens = service
+    for _ in range(5):
+        assert _get(url, "/api/v1/readiness/good", tokens["viewer"]).status_code == 200
+    assert _decisions(sqlite_url) == 0, "a read without a stored verdict evaluates, not stores"
+
+    verdicts = evaluate_all(_catalog())
+    assert verdicts["good"] == "GO"
+    stored = _decisions(sqlite_url)
+    assert stored == 4
+    for _ in range(20):
+        body = _get(url, "/api/v1/readiness/good", tokens["viewer"]).json()
+        assert body["verdict"] == "GO"
+        assert _get(url, "/api/v1/gate/bad", tokens["viewer"]).status_code == 409
+    assert _get(url, "/api/v1/readiness", tokens["viewer"]).status_code == 200
+    assert _decisions(sqlite_url) == stored
+    history = _get(url, "/api/v1/readiness/good/history", tokens["viewer"]).json()
+    assert len(history) == 1

@@ -149,7 +149,7 @@ def test_replay_command_stores_a_run_and_feeds_capacity_and_cost(simulator, tmp_
         # 2 slots x 50 ms = 40 requests/s
         assert capacity is not None
         assert 28 <= capacity <= 48
-        readiness = evaluate(session, info, store=False)
+        readiness = evaluate(session, info)
         row = next(c for c in readiness.criteria if c.name == "capacity")
         assert row.verdict == "PASS"
         assert row.estimate == pytest.approx(capacity)

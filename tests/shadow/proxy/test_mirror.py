@@ -165,7 +165,7 @@ def test_proxies_started_one_after_another_in_a_process_all_publish(redis_url: s
     its producer back, so the 11th mirror on the same broker is not left waiting for ever."""
     import redis
 
-    from shadow.app import CeleryPublisher
+    from shadow.proxy.publisher import CeleryPublisher
     from shadow.settings import Settings
 
     queue = f"test.{uuid.uuid4().hex[:8]}"

@@ -274,7 +274,7 @@ def test_worker_killed_mid_task_loses_nothing_and_stores_once(
 def test_redelivered_job_is_stored_once(simulator, worker_env, start_worker, postgres_url, proxy):
     """The same job delivered twice (acks late) yields one pair and one candidate call."""
     from shadow.broker import create_celery
-    from shadow.worker.tasks import MIRROR_PAIR
+    from shadow.jobs import MIRROR_PAIR
     from tests.conftest import CapturedJobs
 
     primary, candidate = simulator(), simulator()
