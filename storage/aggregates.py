@@ -4,9 +4,9 @@ Two tables, both keyed by use case, feature tag ('' when untagged) and series (a
 per-pair series derived from two metrics, see `DERIVED`):
 
 - `score_aggregates`, per 10 minutes of pair arrival: count, count of non-zero values, sum
-  and sum of squares. Proportions need the counts; means are judged by a blocked PrPl-EB
-  (`criteria.readiness.stats.mean_interval_blocks`) over blocks of whole 10-minute periods,
-  which needs only each block's count, sum and sum of squares.
+  and sum of squares. Proportions need the counts; means need only the count, sum and sum of
+  squares at each bucket end (`criteria.readiness.sequences`), which also gives the running
+  intersection of the bounds over the bucket ends.
 - `score_histograms`, over all time: counts per bin of a grid of 3-significant-digit decimal
   numbers, with a bin of its own for each grid number and one for the open interval up to
   the next (`bin_codes`). Counts of values below and at a threshold are therefore exact for
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, case, delete, event, func, literal, select
+from sqlalchemy import Connection, delete, event, func, select
 from sqlalchemy.orm import Session
 
 from storage.bulk import insert_rows
@@ -401,46 +401,22 @@ def _filters(model: Any, use_case: str, series: str, feature: str | None) -> lis
     return found
 
 
-def block_starts(first: int, last: int) -> list[int]:
-    """Start buckets of the blocks a series' buckets fall in: 1, 2, 4, 8, … buckets long.
-
-    Doubling blocks keep the blocked PrPl-EB close to the per-sample one (its betting fraction
-    changes by at most a factor 2 within a block) while a month is some 12 blocks.
-    """
-    starts = [first]
-    length = 1
-    while starts[-1] + length <= last:
-        starts.append(starts[-1] + length)
-        length *= 2
-    return starts
-
-
-def block_sums(
+def bucket_sums(
     session: Session, use_case: str, series: str, feature: str | None = None
 ) -> list[tuple[int, int, float, float]]:
-    """(count, non-zero count, sum, sum of squares) of each block, in time order."""
-    where = _filters(ScoreAggregate, use_case, series, feature)
-    first, last = session.execute(
-        select(func.min(ScoreAggregate.bucket), func.max(ScoreAggregate.bucket)).where(*where)
-    ).one()
-    if first is None:
-        return []
-    starts = block_starts(first, last)
-    whens = [(ScoreAggregate.bucket < start, i) for i, start in enumerate(starts[1:])]
-    block = (case(*whens, else_=len(starts) - 1) if whens else literal(0)).label("block")
+    """(bucket, count, sum, sum of squares) of each 10-minute bucket holding samples, in order."""
     rows = session.execute(
         select(
-            block,
+            ScoreAggregate.bucket,
             func.sum(ScoreAggregate.n),
-            func.sum(ScoreAggregate.nonzero),
             func.sum(ScoreAggregate.total),
             func.sum(ScoreAggregate.total_sq),
         )
-        .where(*where)
-        .group_by(block)
-        .order_by(block)
+        .where(*_filters(ScoreAggregate, use_case, series, feature))
+        .group_by(ScoreAggregate.bucket)
+        .order_by(ScoreAggregate.bucket)
     ).all()
-    return [(int(n), int(nz), float(s), float(sq)) for _, n, nz, s, sq in rows if n]
+    return [(int(b), int(n), float(s), float(sq)) for b, n, s, sq in rows if n]
 
 
 def totals(

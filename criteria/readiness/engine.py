@@ -1,69 +1,166 @@
-"""The decision: per-criterion verdicts over samples, and the use case's GO / NO_GO (SPEC §6).
+"""The decision: per-criterion verdicts over evidence, and the use case's GO / NO_GO (SPEC §6).
 
-Pure functions over arrays and figures; loading them from the database is
-`criteria.readiness.service`.
+Pure functions over summed evidence and figures; loading them from the database is
+`criteria.readiness.service`, replaying recorded values is `criteria.readiness.backtest`.
+
+Each criterion is judged at the full alpha with a one-sided bound: a GO needs every criterion
+to PASS, so a wrong GO needs the true value of at least one criterion on the bad side while
+its bound says otherwise, which has chance at most alpha for that criterion alone
+(intersection-union, Berger 1982, Technometrics 24(4)). Bounds are the running intersection
+over every bucket end the evidence holds (and over the previous look, when given), so a PASS
+or FAIL does not flip back while the data are consistent.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
 
 from criteria.readiness.schema import CriteriaSet, Criterion
-from criteria.readiness.stats import (
-    Blocks,
+from criteria.readiness.sequences import (
+    MIN_N,
     FloatArray,
-    Interval,
-    mean_interval,
-    mean_interval_blocks,
-    mean_samples_needed,
-    mean_samples_needed_blocks,
-    proportion_interval,
-    proportion_samples_needed,
-    quantile_interval,
-    quantile_ranks,
+    difference_bounds,
+    mean_bounds,
+    mean_needed,
+    proportion_bounds,
+    proportion_needed,
+    running,
 )
 from evaluators.catalog import CATALOG
 
 CriterionVerdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO_DATA"]
 Verdict = Literal["GO", "NO_GO", "INSUFFICIENT_DATA"]
+Order = Callable[[int], tuple[float, float]]
+
+# A forecast beyond this many samples is not a plan: the estimate sits on the margin.
+AT_THE_MARGIN_N = 1_000_000
+AT_THE_MARGIN = "the candidate is at the margin: more data will not settle this soon"
+
+
+@dataclass(frozen=True)
+class Sums:
+    """A series' cumulative count, sum and sum of squares at each bucket end (the last: now)."""
+
+    n: FloatArray
+    total: FloatArray
+    total_sq: FloatArray
+
+    @classmethod
+    def of(cls, values: FloatArray, ends: FloatArray | None = None) -> Sums:
+        """From values in arrival order; `ends` are the bucket ends (counts), default each one."""
+        values = np.asarray(values, dtype=np.float64)
+        n = np.arange(1, len(values) + 1, dtype=np.float64)
+        total, total_sq = np.cumsum(values), np.cumsum(values * values)
+        if ends is not None and len(values):
+            index = np.asarray(ends, dtype=np.int64) - 1
+            index = index[index >= 0]
+            n, total, total_sq = n[index], total[index], total_sq[index]
+        return cls(n, total, total_sq)
+
+    @classmethod
+    def of_buckets(cls, n: FloatArray, total: FloatArray, total_sq: FloatArray) -> Sums:
+        """From per-bucket count, sum and sum of squares in time order."""
+        return cls(np.cumsum(n), np.cumsum(total), np.cumsum(total_sq))
+
+    @property
+    def count(self) -> int:
+        """How many samples up to now."""
+        return int(self.n[-1]) if len(self.n) else 0
+
+    @property
+    def mean(self) -> float:
+        """The mean up to now (nan without samples)."""
+        return float(self.total[-1] / self.n[-1]) if self.count else math.nan
+
+    @property
+    def sd(self) -> float:
+        """The standard deviation up to now (0 below two samples)."""
+        if self.count < 2:
+            return 0.0
+        n = self.n[-1]
+        variance = (self.total_sq[-1] - self.total[-1] ** 2 / n) / (n - 1)
+        return math.sqrt(max(float(variance), 0.0))
 
 
 @dataclass(frozen=True)
 class Evidence:
     """A criterion's samples summed up: all its verdict needs, whether read raw or aggregated.
 
-    `blocks` (means): count, sum and sum of squares of consecutive blocks in arrival order.
-    `nonzero` (proportions): how many samples are not 0. `below` and `at` (quantiles): how
-    many are under and exactly at the effective threshold; `order(r)` is the range known to
-    hold the r-th smallest sample (one value when read raw, a histogram bin when aggregated).
+    `sums`: the series (means and proportions; a proportion's sum is its count of 1s), or the
+    candidate's score of a noise-adjusted criterion, whose API-vs-API score is `noise`.
+    Quantiles: `below` and `at` count the samples under and exactly at the threshold, and
+    `order(r)` is the range known to hold the r-th smallest sample (one value when read raw, a
+    histogram bin when aggregated); a relative quantile has the API's as `baseline_*`.
     """
 
     n: int
-    nonzero: int = 0
-    blocks: Blocks | None = None
+    sums: Sums | None = None
+    noise: Sums | None = None
     below: int = 0
     at: int = 0
-    order: Callable[[int], tuple[float, float]] | None = None
+    order: Order | None = None
+    baseline_n: int = 0
+    baseline_order: Order | None = None
 
 
 @dataclass(frozen=True)
 class CriterionData:
-    """What one criterion is judged on: time-ordered samples, their evidence, or a figure."""
+    """What one criterion is judged on: its evidence, a figure, or one series' values.
 
-    values: FloatArray = field(default_factory=lambda: np.empty(0))
+    `values` (in arrival order, one look) serve a single-series criterion; the loaders
+    and the backtest hand in `evidence`, which also carries a noise-adjusted criterion's two
+    series and a relative one's baseline.
+    """
+
     figure: float | None = None
     evidence: Evidence | None = None
+    values: FloatArray | None = None
+
+
+def values_evidence(criterion: Criterion, values: FloatArray) -> Evidence:
+    """The evidence of one series' values, judged as one look."""
+    values = np.asarray(values, dtype=np.float64)
+    if criterion.mode != "absolute":
+        raise ValueError(f"criterion {criterion.name!r}: mode {criterion.mode} needs evidence")
+    if criterion.stat == "quantile":
+        _, threshold = effective_threshold(criterion)
+        ordered = np.sort(values)
+
+        def order(rank: int) -> tuple[float, float]:
+            return float(ordered[rank - 1]), float(ordered[rank - 1])
+
+        return Evidence(
+            n=len(values),
+            below=int(np.count_nonzero(values < threshold)),
+            at=int(np.count_nonzero(values == threshold)),
+            order=order,
+        )
+    # one look: the caller carries the interval over from its last look (`previous`)
+    return Evidence(n=len(values), sums=Sums.of(values, np.array([len(values)])))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A criterion's interval at a look: what the next look intersects with."""
+
+    low: float
+    high: float
+    n: int
 
 
 @dataclass(frozen=True)
 class CriterionResult:
-    """One criterion's verdict and the figures behind it (SPEC §7 `criteria[]`)."""
+    """One criterion's verdict and the figures behind it (SPEC §7 `criteria[]`).
+
+    `needed_n` is the total samples at which the criterion is expected to be decided (80 %
+    chance, at the design point); `needed_low` the same at a 50 % chance: the range shown.
+    """
 
     name: str
     metric: str
@@ -78,6 +175,7 @@ class CriterionResult:
     ci_high: float | None
     n: int
     needed_n: int | None
+    needed_low: int | None = None
     note: str = ""
 
 
@@ -92,57 +190,194 @@ class Decision:
 
 def effective_threshold(criterion: Criterion) -> tuple[str, float]:
     """The (op, threshold) the statistic is compared with, for every mode."""
-    better = CATALOG[criterion.metric].better
     if criterion.mode == "noise_adjusted":
         return ">=", -(criterion.margin or 0.0)
     if criterion.mode == "relative":
         margin = criterion.margin or 0.0
+        better = CATALOG[criterion.metric].better
         return ("<=", 1 + margin) if better == "lower" else (">=", 1 - margin)
     assert criterion.op is not None
     assert criterion.threshold is not None
     return criterion.op, criterion.threshold
 
 
-def compare(interval: Interval, op: str, threshold: float) -> CriterionVerdict:
+def compare(low: float, high: float, op: str, threshold: float) -> CriterionVerdict:
     """PASS when the whole interval is on the good side, FAIL when wholly on the bad side."""
     if op in ("<=", "<"):
-        if interval.high < threshold or (op == "<=" and interval.high == threshold):
+        if high < threshold or (op == "<=" and high == threshold):
             return "PASS"
-        return "FAIL" if interval.low > threshold else "INCONCLUSIVE"
-    if interval.low > threshold or (op == ">=" and interval.low == threshold):
+        return "FAIL" if low > threshold else "INCONCLUSIVE"
+    if low > threshold or (op == ">=" and low == threshold):
         return "PASS"
-    return "FAIL" if interval.high < threshold else "INCONCLUSIVE"
+    return "FAIL" if high < threshold else "INCONCLUSIVE"
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _interval(criterion: Criterion, values: FloatArray, alpha: float) -> Interval:
-    metric = CATALOG[criterion.metric]
-    if criterion.stat == "quantile":
-        assert criterion.q is not None
-        return quantile_interval(values, criterion.q, alpha)
-    if criterion.stat == "proportion":
-        return proportion_interval(int(np.count_nonzero(values)), len(values), alpha)
-    if criterion.mode == "noise_adjusted":
-        # differences of two scores in [low, high] lie in [low - high, high - low]
-        assert metric.low is not None
-        assert metric.high is not None
-        span = metric.high - metric.low
-        return mean_interval(values, -span, span, alpha)
-    assert metric.low is not None
-    assert metric.high is not None
-    return mean_interval(values, metric.low, metric.high, alpha)
+@dataclass(frozen=True)
+class _Judged:
+    estimate: float
+    low: float
+    high: float
+    n: int
+    needed: tuple[int | None, int | None] = (None, None)
+    note: str = ""
 
 
-def evaluate_criterion(criterion: Criterion, data: CriterionData, alpha: float) -> CriterionResult:
-    """One criterion's verdict at confidence level 1 - alpha."""
+def _mean(sums: Sums, alpha: float, op: str, threshold: float) -> _Judged:
+    low, high = running(*mean_bounds(sums.n, sums.total, sums.total_sq, alpha))
+    estimate = sums.mean
+    gap = estimate - threshold if op in (">=", ">") else threshold - estimate
+    return _Judged(
+        estimate,
+        float(low[-1]),
+        float(high[-1]),
+        sums.count,
+        _mean_forecast(sums.sd, abs(gap), alpha),
+    )
+
+
+def _mean_forecast(sd: float, gap: float, alpha: float) -> tuple[int | None, int | None]:
+    if gap <= 0 or sd <= 0:
+        return None, None
+    return mean_needed(sd, gap, alpha, power=0.5), mean_needed(sd, gap, alpha, power=0.8)
+
+
+def _noise_adjusted(evidence: Evidence, alpha: float, margin: float) -> _Judged:
+    """Candidate-vs-API score on all pairs minus API-vs-API on the re-asked ones."""
+    scores, noise = evidence.sums, evidence.noise
+    assert scores is not None
+    if noise is None or noise.count == 0:
+        return _Judged(math.nan, -math.inf, math.inf, scores.count, note="no noise re-asks yet")
+    # the loaders give both series the same bucket ends; otherwise only the totals line up
+    same = len(noise.n) == len(scores.n)
+    a = (scores.n, scores.total, scores.total_sq) if same else _last(scores)
+    b = (noise.n, noise.total, noise.total_sq) if same else _last(noise)
+    low, high = running(*difference_bounds(*a, *b, alpha=alpha))
+    estimate = scores.mean - noise.mean
+    rate = noise.count / max(scores.count, 1)
+    # the forecast is made at the design point: no difference between the candidate and the API
+    effective_sd = math.sqrt(scores.sd**2 + noise.sd**2 / max(rate, 1e-9))
+    note = f"{noise.count} noise re-asks" if noise.count < MIN_N else ""
+    return _Judged(
+        estimate,
+        float(low[-1]),
+        float(high[-1]),
+        scores.count,
+        _mean_forecast(effective_sd, margin, alpha),
+        note,
+    )
+
+
+def _last(sums: Sums) -> tuple[FloatArray, FloatArray, FloatArray]:
+    return sums.n[-1:], sums.total[-1:], sums.total_sq[-1:]
+
+
+def _proportion(sums: Sums, alpha: float, op: str, threshold: float) -> _Judged:
+    successes = np.rint(sums.total)
+    low, high = running(*proportion_bounds(successes, sums.n, alpha))
+    n = sums.count
+    estimate = float(successes[-1] / n)
+    return _Judged(
+        estimate, float(low[-1]), float(high[-1]), n, _rate_forecast(estimate, threshold, alpha)
+    )
+
+
+def _rate_forecast(rate: float, threshold: float, alpha: float) -> tuple[int | None, int | None]:
+    if rate == threshold:
+        return None, None
+    return (
+        proportion_needed(rate, threshold, alpha, power=0.5),
+        proportion_needed(rate, threshold, alpha, power=0.8),
+    )
+
+
+def _quantile_ranks(n: int, q: float, alpha: float) -> tuple[int | None, int | None]:
+    """1-based ranks of the order statistics that bound the q-quantile (None: unbounded).
+
+    Upper: the smallest r whose lower bound on P(X <= x_(r)) reaches q. Lower: the largest r
+    whose upper bound on P(X < x_(r)) (r - 1 samples below) stays under q.
+    """
+    half = 4 * math.sqrt(n * (math.log(1 / alpha) + math.log(n + 1))) + 100
+    first, last = max(0, math.floor(q * n - half)), min(n, math.ceil(q * n + half))
+    k = np.arange(first, last + 1, dtype=np.float64)
+    low_p, high_p = proportion_bounds(k, np.full_like(k, n), alpha)
+    reaching = np.nonzero((low_p >= q) & (k >= 1))[0]
+    upper = first + int(reaching.min()) if reaching.size else None
+    staying = np.nonzero((high_p < q) & (k + 1 <= n))[0]
+    lower = first + int(staying.max()) + 1 if staying.size else None
+    return lower, upper
+
+
+def _quantile_range(n: int, order: Order, q: float, alpha: float) -> tuple[float, float, float]:
+    lower, upper = _quantile_ranks(n, q, alpha)
+    middle = order(max(1, math.ceil(q * n)))
+    return (
+        (middle[0] + middle[1]) / 2,
+        order(lower)[0] if lower is not None else -math.inf,
+        order(upper)[1] if upper is not None else math.inf,
+    )
+
+
+def _quantile(
+    evidence: Evidence, q: float, alpha: float, op: str, threshold: float
+) -> tuple[_Judged, CriterionVerdict]:
+    """`p_q <= T` is `P(X <= T) >= q`: a rate criterion on the indicator, exact."""
+    assert evidence.order is not None
+    n = evidence.n
+    estimate, low, high = _quantile_range(n, evidence.order, q, alpha)
+    if op in ("<=", "<"):
+        k = evidence.below + (evidence.at if op == "<=" else 0)
+        p_low, p_high = proportion_bounds(np.array([k]), np.array([n]), alpha)
+        verdict: CriterionVerdict = (
+            "PASS" if p_low[0] >= q else "FAIL" if p_high[0] < q else "INCONCLUSIVE"
+        )
+    else:
+        k = evidence.below + (evidence.at if op == "<" else 0)
+        p_low, p_high = proportion_bounds(np.array([k]), np.array([n]), alpha)
+        verdict = "PASS" if p_high[0] < q else "FAIL" if p_low[0] >= q else "INCONCLUSIVE"
+    rate = k / n
+    forecast = _rate_forecast(rate, q, alpha)
+    return _Judged(estimate, low, high, n, forecast), verdict
+
+
+def _relative_quantile(evidence: Evidence, q: float, alpha: float) -> _Judged:
+    """The candidate's q-quantile over the API's, each from its own sequence at alpha / 2."""
+    assert evidence.order is not None
+    assert evidence.baseline_order is not None
+    if evidence.baseline_n == 0:
+        return _Judged(math.nan, -math.inf, math.inf, evidence.n, note="no API latencies yet")
+    c_mid, c_low, c_high = _quantile_range(evidence.n, evidence.order, q, alpha / 2)
+    p_mid, p_low, p_high = _quantile_range(
+        evidence.baseline_n, evidence.baseline_order, q, alpha / 2
+    )
+
+    def ratio(a: float, b: float) -> float:
+        if b <= 0 or not math.isfinite(b):
+            return math.inf if b <= 0 else 0.0
+        return a / b
+
+    low = ratio(c_low, p_high) if math.isfinite(c_low) else 0.0
+    high = ratio(c_high, p_low) if math.isfinite(c_high) else math.inf
+    return _Judged(ratio(c_mid, p_mid), low, high, evidence.n)
+
+
+def evaluate_criterion(
+    criterion: Criterion, data: CriterionData, alpha: float, previous: Bounds | None = None
+) -> CriterionResult:
+    """One criterion's verdict, its bound on the good side at level alpha.
+
+    `previous` is the interval of the last look at the same criterion: intersected with the
+    current one, so a verdict reached stays while the data agree with it.
+    """
     op, threshold = effective_threshold(criterion)
 
     def result(
-        verdict: CriterionVerdict, interval: Interval | None, needed: int | None, note: str = ""
+        verdict: CriterionVerdict, judged: _Judged | None, needed: int | None, note: str = ""
     ) -> CriterionResult:
+        low_n, high_n = judged.needed if judged else (None, None)
         return CriterionResult(
             name=criterion.name,
             metric=criterion.metric,
@@ -152,133 +387,79 @@ def evaluate_criterion(criterion: Criterion, data: CriterionData, alpha: float) 
             threshold=threshold,
             critical=criterion.critical,
             verdict=verdict,
-            estimate=_finite(interval.estimate) if interval else None,
-            ci_low=_finite(interval.low) if interval else None,
-            ci_high=_finite(interval.high) if interval else None,
-            n=interval.n if interval else 0,
-            needed_n=needed,
-            note=note,
+            estimate=_finite(judged.estimate) if judged else None,
+            ci_low=_finite(judged.low) if judged else None,
+            ci_high=_finite(judged.high) if judged else None,
+            n=judged.n if judged else 0,
+            needed_n=needed if needed is not None else high_n,
+            needed_low=low_n if needed is None else None,
+            note=note or (judged.note if judged else ""),
         )
 
     if CATALOG[criterion.metric].kind == "figure":
         if data.figure is None:
             return result("NO_DATA", None, None, "not measured or declared yet")
-        point = Interval(data.figure, data.figure, data.figure, 1)
-        return result(compare(point, op, threshold), point, None)
+        point = _Judged(data.figure, data.figure, data.figure, 1)
+        return result(compare(data.figure, data.figure, op, threshold), point, None)
 
-    if data.evidence is not None:
-        return _judge_evidence(criterion, data.evidence, op, threshold, alpha, result)
-    n = len(data.values)
-    if n < criterion.min_samples:
-        interval = _interval(criterion, data.values, alpha) if n else None
+    evidence = data.evidence
+    if evidence is None and data.values is not None:
+        evidence = values_evidence(criterion, data.values)
+    if evidence is None or evidence.n == 0:
+        return result("NO_DATA", None, criterion.min_samples, "no samples yet")
+    judged, verdict = _judge(criterion, evidence, alpha, op, threshold)
+    if previous is not None and previous.n <= judged.n:
+        low, high = max(judged.low, previous.low), min(judged.high, previous.high)
+        if low <= high:  # an empty intersection: the data contradict the earlier look
+            judged = _Judged(judged.estimate, low, high, judged.n, judged.needed, judged.note)
+            if criterion.stat != "quantile" or criterion.mode == "relative":
+                verdict = compare(low, high, op, threshold)
+    if judged.n < criterion.min_samples:
         return result(
-            "NO_DATA", interval, criterion.min_samples, f"{n} of {criterion.min_samples} samples"
+            "NO_DATA",
+            judged,
+            criterion.min_samples,
+            f"{judged.n} of {criterion.min_samples} samples",
         )
-    interval = _interval(criterion, data.values, alpha)
-    verdict = compare(interval, op, threshold)
-    needed = None
-    if verdict == "INCONCLUSIVE":
-        needed = _samples_needed(criterion, data.values, op, threshold, alpha)
-    return result(verdict, interval, needed)
+    if verdict != "INCONCLUSIVE":
+        return _decided(result(verdict, judged, None))
+    if not math.isfinite(judged.low) and not math.isfinite(judged.high):
+        more = max(MIN_N, criterion.min_samples)
+        return result("INCONCLUSIVE", judged, more, judged.note or f"{judged.n} samples so far")
+    needed = judged.needed[1]
+    if needed is None or needed > AT_THE_MARGIN_N:
+        return result("INCONCLUSIVE", _without_forecast(judged), None, AT_THE_MARGIN)
+    return result("INCONCLUSIVE", judged, None)
 
 
-def _range(criterion: Criterion) -> tuple[float, float]:
-    """The range a criterion's samples lie in, for a mean."""
-    metric = CATALOG[criterion.metric]
-    assert metric.low is not None
-    assert metric.high is not None
-    if criterion.mode == "noise_adjusted":
-        # differences of two scores in [low, high] lie in [low - high, high - low]
-        span = metric.high - metric.low
-        return -span, span
-    return metric.low, metric.high
+def _without_forecast(judged: _Judged) -> _Judged:
+    """The same figures without a forecast."""
+    return _Judged(judged.estimate, judged.low, judged.high, judged.n, (None, None), judged.note)
 
 
-def _quantile_verdict(
-    op: str, below: int, at: int, low: int | None, high: int | None
-) -> CriterionVerdict:
-    """`compare` for a quantile's interval ends (the low-th and high-th smallest samples),
-    decided from the counts below and at the threshold alone."""
-    if op in ("<=", "<"):
-        passed = high is not None and below + (at if op == "<=" else 0) >= high
-        failed = low is not None and below + at < low
-    else:
-        passed = low is not None and below + (at if op == ">" else 0) < low
-        failed = high is not None and below >= high
-    return "PASS" if passed else "FAIL" if failed else "INCONCLUSIVE"
+def _decided(result: CriterionResult) -> CriterionResult:
+    """A decided criterion needs no more samples."""
+    return CriterionResult(**{**result.__dict__, "needed_n": None, "needed_low": None})
 
 
-def _judge_evidence(
-    criterion: Criterion,
-    evidence: Evidence,
-    op: str,
-    threshold: float,
-    alpha: float,
-    result: Callable[[CriterionVerdict, Interval | None, int | None, str], CriterionResult],
-) -> CriterionResult:
-    n = evidence.n
-    verdict: CriterionVerdict
-    interval: Interval | None = None
-    needed: int | None = None
-    if n == 0:
-        verdict = "NO_DATA"
-    elif criterion.stat == "quantile":
-        assert criterion.q is not None
-        assert evidence.order is not None
-        low, high, middle = quantile_ranks(n, criterion.q, alpha)
-        estimate = evidence.order(middle)
-        interval = Interval(
-            (estimate[0] + estimate[1]) / 2,
-            evidence.order(low)[0] if low is not None else -math.inf,
-            evidence.order(high)[1] if high is not None else math.inf,
-            n,
-        )
-        verdict = _quantile_verdict(op, evidence.below, evidence.at, low, high)
-        if verdict == "INCONCLUSIVE":
-            below = evidence.below + (evidence.at if op in ("<=", "<") else 0)
-            needed = proportion_samples_needed(below, n, criterion.q, alpha)
-    elif criterion.stat == "proportion":
-        interval = proportion_interval(evidence.nonzero, n, alpha)
-        verdict = compare(interval, op, threshold)
-        if verdict == "INCONCLUSIVE":
-            needed = proportion_samples_needed(evidence.nonzero, n, threshold, alpha)
-    else:
-        assert evidence.blocks is not None
-        low_value, high_value = _range(criterion)
-        interval = mean_interval_blocks(evidence.blocks, low_value, high_value, alpha)
-        verdict = compare(interval, op, threshold)
-        if verdict == "INCONCLUSIVE":
-            needed = mean_samples_needed_blocks(
-                evidence.blocks, low_value, high_value, threshold, alpha
-            )
-    if n < criterion.min_samples:
-        note = f"{n} of {criterion.min_samples} samples"
-        return result("NO_DATA", interval, criterion.min_samples, note)
-    return result(verdict, interval, needed, "")
-
-
-def _samples_needed(
-    criterion: Criterion, values: FloatArray, op: str, threshold: float, alpha: float
-) -> int | None:
-    """Samples in total until an INCONCLUSIVE criterion is likely decided, or None."""
+def _judge(
+    criterion: Criterion, evidence: Evidence, alpha: float, op: str, threshold: float
+) -> tuple[_Judged, CriterionVerdict]:
     if criterion.stat == "quantile":
         assert criterion.q is not None
-        # P(X <= T) against q (or P(X < T) for ">="), the proportion the quantile rests on
-        below = values <= threshold if op in ("<=", "<") else values < threshold
-        return proportion_samples_needed(
-            int(np.count_nonzero(below)), len(values), criterion.q, alpha
-        )
-    if criterion.stat == "proportion":
-        return proportion_samples_needed(
-            int(np.count_nonzero(values)), len(values), threshold, alpha
-        )
-    metric = CATALOG[criterion.metric]
-    assert metric.low is not None
-    assert metric.high is not None
+        if criterion.mode == "relative":
+            judged = _relative_quantile(evidence, criterion.q, alpha)
+            return judged, compare(judged.low, judged.high, op, threshold)
+        return _quantile(evidence, criterion.q, alpha, op, threshold)
     if criterion.mode == "noise_adjusted":
-        span = metric.high - metric.low
-        return mean_samples_needed(values, -span, span, threshold, alpha)
-    return mean_samples_needed(values, metric.low, metric.high, threshold, alpha)
+        judged = _noise_adjusted(evidence, alpha, criterion.margin or 0.0)
+    else:
+        assert evidence.sums is not None
+        if criterion.stat == "proportion":
+            judged = _proportion(evidence.sums, alpha, op, threshold)
+        else:
+            judged = _mean(evidence.sums, alpha, op, threshold)
+    return judged, compare(judged.low, judged.high, op, threshold)
 
 
 def decide(
@@ -287,21 +468,22 @@ def decide(
     window_start: datetime | None,
     now: datetime,
     window_hours: float | None = None,
+    previous: dict[str, Bounds] | None = None,
+    last_pair_at: datetime | None = None,
 ) -> Decision:
-    """The verdict by the rules of SPEC §6, with per-criterion alpha = alpha / #criteria.
-
-    Requiring every criterion to PASS for a GO, a wrong GO needs at least one criterion to
-    pass wrongly; splitting alpha evenly (Bonferroni) bounds that chance by alpha overall.
-    """
-    alpha = criteria.alpha / len(criteria.criteria)
-    results = [evaluate_criterion(c, data[c.name], alpha) for c in criteria.criteria]
+    """The verdict by the rules of SPEC §6, each criterion at the full alpha (see the module)."""
+    previous = previous or {}
+    results = [
+        evaluate_criterion(c, data[c.name], criteria.alpha, previous.get(c.name))
+        for c in criteria.criteria
+    ]
     failed = [r for r in results if r.verdict == "FAIL"]
     if failed:
         failed.sort(key=lambda r: not r.critical)
         reasons = [
             f"{'critical ' if r.critical else ''}criterion {r.name!r} fails: "
             f"{CATALOG[r.metric].label} {_fmt(r.estimate)} "
-            f"(interval {_fmt(r.ci_low)}..{_fmt(r.ci_high)}) against {r.op} {_fmt(r.threshold)}"
+            f"(interval {_interval(r)}) against {r.op} {_fmt(r.threshold)}"
             for r in failed
         ]
         return Decision("NO_GO", results, reasons)
@@ -315,26 +497,42 @@ def decide(
             results,
             [f"every criterion passes; min_duration needs {_duration(wait)} more of traffic"],
         )
-    reasons = []
-    for r in results:
-        if r.verdict == "PASS":
-            continue
-        if r.verdict == "NO_DATA" and CATALOG[r.metric].kind == "figure":
-            reasons.append(f"{r.name!r}: {CATALOG[r.metric].label} is not measured yet")
-            continue
-        more = None if r.needed_n is None else max(r.needed_n - r.n, 0)
-        if more is None:
-            reasons.append(f"{r.name!r} is {r.verdict}: the estimate sits on the threshold")
-            continue
-        eta = ""
-        if window_hours and r.n:
-            # this criterion's own sample rate: some draw on a subset (re-asks, a segment)
-            hours = more / (r.n / window_hours)
-            eta = f" (about {_duration(timedelta(hours=hours))} at the current rate)"
-        reasons.append(f"{r.name!r} is {r.verdict}: about {more} more samples needed{eta}")
+    reasons = [
+        _open_reason(r, window_hours, now, last_pair_at) for r in results if r.verdict != "PASS"
+    ]
     if elapsed < criteria.min_duration:
         reasons.append(f"min_duration needs {_duration(criteria.min_duration - elapsed)} more")
     return Decision("INSUFFICIENT_DATA", results, reasons)
+
+
+def _open_reason(
+    r: CriterionResult, window_hours: float | None, now: datetime, last_pair_at: datetime | None
+) -> str:
+    """What an undecided criterion still needs, in words."""
+    if r.verdict == "NO_DATA" and CATALOG[r.metric].kind == "figure":
+        return f"{r.name!r}: {CATALOG[r.metric].label} is not measured yet"
+    if r.needed_n is None:
+        return f"{r.name!r} is {r.verdict}: {r.note or AT_THE_MARGIN}"
+    more_high = max(r.needed_n - r.n, 0)
+    more_low = max((r.needed_low if r.needed_low is not None else r.needed_n) - r.n, 0)
+    amount = f"{more_low:,}-{more_high:,}" if more_low < more_high else f"{more_high:,}"
+    eta = ""
+    if last_pair_at is not None and (now - last_pair_at) > timedelta(minutes=30):
+        eta = f" (no traffic since {last_pair_at:%Y-%m-%d %H:%M} UTC)"
+    elif window_hours and r.n:
+        # this criterion's own sample rate: some draw on a subset (re-asks, a segment)
+        hours = more_high / (r.n / window_hours)
+        eta = f" (about {_duration(timedelta(hours=hours))} at the current rate)"
+    note = f"; {r.note}" if r.note else ""
+    return f"{r.name!r} is {r.verdict}: about {amount} more samples needed{eta}{note}"
+
+
+def _interval(r: CriterionResult) -> str:
+    if r.ci_low is None and r.ci_high is not None:
+        return f"at most {_fmt(r.ci_high)}"
+    if r.ci_high is None and r.ci_low is not None:
+        return f"{_fmt(r.ci_low)} or more"
+    return f"{_fmt(r.ci_low)}..{_fmt(r.ci_high)}"
 
 
 def _fmt(value: float | None) -> str:
@@ -345,8 +543,8 @@ def _fmt(value: float | None) -> str:
 
 def _duration(delta: timedelta) -> str:
     seconds = max(delta.total_seconds(), 0)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
+    if seconds < 60:
+        return "less than a minute"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     if seconds < 172800:

@@ -6,7 +6,15 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from criteria import yamldoc
 from evaluators.catalog import CATALOG, NOISE_COUNTERPART, RELATIVE_COUNTERPART
@@ -39,9 +47,10 @@ class Criterion(BaseModel):
     metric: str
     stat: Literal["mean", "proportion", "quantile"] | None = None
     q: float | None = Field(None, gt=0, lt=1)
+    # before `op` and `threshold`, so that their validator sees it
+    mode: Literal["absolute", "relative", "noise_adjusted"] = "absolute"
     op: Op | None = None
     threshold: float | None = None
-    mode: Literal["absolute", "relative", "noise_adjusted"] = "absolute"
     margin: float | None = Field(None, ge=0)
     min_samples: int = Field(10, ge=1)
     critical: bool = False
@@ -53,6 +62,16 @@ class Criterion(BaseModel):
         if value not in CATALOG:
             raise ValueError(
                 f"unknown metric {value!r}; known metrics: {', '.join(sorted(CATALOG))}"
+            )
+        return value
+
+    @field_validator("op", "threshold")
+    @classmethod
+    def _used_by_the_mode(cls, value: Any, info: ValidationInfo) -> Any:
+        mode = info.data.get("mode", "absolute")
+        if value is not None and mode != "absolute":
+            raise ValueError(
+                f"mode {mode} compares with `margin`; `{info.field_name}` is not used there"
             )
         return value
 

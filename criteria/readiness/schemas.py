@@ -36,6 +36,7 @@ class CriterionRead(BaseModel):
     threshold: float | None
     n: int
     needed_n: int | None
+    needed_low: int | None = None
     note: str = ""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from criteria.cost.model import CostProjection, Deployment, TrafficInputs, project
 from criteria.errors import InvalidCriteria, UnknownUseCase
 from criteria.readiness import evidence
-from criteria.readiness.engine import CriterionData, CriterionResult, decide
+from criteria.readiness.engine import Bounds, CriterionData, CriterionResult, decide
 from criteria.readiness.schema import CriteriaError, CriteriaSet, parse_criteria
 from criteria.readiness.schemas import CriterionRead, ReadinessRead, UseCaseRead, Window
 from criteria.rollout.rules import RolloutConfig
@@ -218,7 +219,15 @@ def evaluate(
     if first is not None and last is not None and last > first:
         hours = (last - first).total_seconds() / 3600
     start = first.replace(tzinfo=UTC) if first and first.tzinfo is None else first
-    decision = decide(criteria, load_data(session, info, criteria, raw), start, now, hours)
+    decision = decide(
+        criteria,
+        load_data(session, info, criteria, raw),
+        start,
+        now,
+        hours,
+        previous=_previous_bounds(session, info.name, version),
+        last_pair_at=last.replace(tzinfo=UTC) if last and last.tzinfo is None else last,
+    )
     return ReadinessRead(
         use_case=info.name,
         verdict=decision.verdict,
@@ -229,6 +238,28 @@ def evaluate(
         criteria=[_read(r) for r in decision.criteria],
         reasons=decision.reasons,
     )
+
+
+def _previous_bounds(session: Session, use_case: str, version: int | None) -> dict[str, Bounds]:
+    """Each criterion's interval at the last stored look with the same criteria version.
+
+    The running intersection goes on from there, so a stored PASS or FAIL does not flip back;
+    a new criteria version starts afresh (README: where evidence restarts).
+    """
+    if version is None:
+        return {}
+    stored = repository.list_decisions(session, use_case, 1)
+    if not stored or stored[0].body.get("criteria_version") != version:
+        return {}
+    found = {}
+    for row in stored[0].body.get("criteria", []):
+        low, high = row.get("ci_low"), row.get("ci_high")
+        found[row["name"]] = Bounds(
+            low=-math.inf if low is None else float(low),
+            high=math.inf if high is None else float(high),
+            n=int(row.get("n") or 0),
+        )
+    return found
 
 
 def evaluate_and_store(

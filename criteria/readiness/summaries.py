@@ -15,7 +15,7 @@ from criteria.readiness.schemas import (
     TimelinePointRead,
     TimelineRead,
 )
-from criteria.readiness.stats import FloatArray
+from criteria.readiness.sequences import FloatArray
 from evaluators.catalog import BINARY, CATALOG
 from storage.models import RequestPair, Score
 

@@ -499,6 +499,71 @@ def criteria_show(use_case: Annotated[str, typer.Argument()]) -> None:
         typer.echo(row.text.rstrip())
 
 
+@criteria_app.command("backtest")
+def criteria_backtest(
+    criteria_file: Annotated[
+        Path, typer.Option("--criteria", metavar="FILE.yaml", help="one use case's criteria")
+    ],
+    values_file: Annotated[
+        Path,
+        typer.Option(
+            "--values",
+            metavar="FILE.csv",
+            help="per-pair values: optional `run` and `t` columns, one column per metric",
+        ),
+    ],
+    look_every: Annotated[
+        int, typer.Option(metavar="N", help="judge after every N pairs, as often as you like")
+    ] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Judge recorded per-pair values exactly as the service would, look by look."""
+    import json
+
+    from criteria.errors import InvalidCriteria
+    from criteria.readiness.backtest import backtest, check_columns, read_values
+    from criteria.readiness.schema import CriteriaError, parse_criteria
+
+    try:
+        criteria = parse_criteria(criteria_file.read_text(encoding="utf-8"), str(criteria_file))
+        runs = read_values(values_file)
+        missing = check_columns(criteria, runs)
+        outcomes = backtest(criteria, runs, look_every)
+    except (CriteriaError, InvalidCriteria) as exc:
+        typer.echo(f"switchover: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"switchover: cannot read {exc.filename}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    for metric in missing:
+        typer.echo(f"switchover: no row has {metric}: criteria on it cannot decide", err=True)
+    if as_json:
+        body = {
+            "runs": [
+                {
+                    "run": o.run,
+                    "verdict": o.verdict,
+                    "pairs": o.pairs,
+                    "criteria": [c.__dict__ for c in o.criteria],
+                }
+                for o in outcomes
+            ]
+        }
+        typer.echo(json.dumps(body, indent=2))
+        return
+    for outcome in outcomes:
+        typer.echo(f"run {outcome.run}: {outcome.verdict} after {outcome.pairs} pairs")
+        for c in outcome.criteria:
+            first = (
+                f"PASS at {c.first_pass_n}"
+                if c.first_pass_n
+                else f"FAIL at {c.first_fail_n}"
+                if c.first_fail_n
+                else "undecided"
+            )
+            typer.echo(f"  {c.name}: {c.verdict} ({first})")
+
+
 def _since(value: str | None) -> datetime | None:
     """An ISO date or time (UTC unless given), or an age such as `90m`, `24h`, `7d`."""
     if value is None:
