@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
 
 from criteria.errors import InvalidCriteria
 from criteria.readiness.engine import (
@@ -22,20 +25,32 @@ from criteria.readiness.engine import (
     CriterionData,
     CriterionResult,
     Decision,
+    Evidence,
+    Order,
+    Sums,
     decide,
+    effective_threshold,
 )
-from criteria.readiness.evidence import raw_evidence, series_of
-from criteria.readiness.schema import CriteriaSet
+from criteria.readiness.evidence import series_of
+from criteria.readiness.schema import CriteriaSet, Criterion
+from criteria.readiness.sequences import FloatArray
 from evaluators.catalog import CATALOG
 from storage.aggregates import BUCKET_S
 
+IntArray = NDArray[np.int64]
+
 
 @dataclass
-class Row:
-    """One pair's recorded values: metric name -> value (absent: not measured)."""
+class Run:
+    """One independent stream of pairs: a column of values per metric (NaN: not measured)."""
 
-    values: dict[str, float]
-    t: float | None = None
+    columns: dict[str, FloatArray]
+    t: FloatArray | None = None
+
+    @property
+    def pairs(self) -> int:
+        """How many pairs the run holds."""
+        return max((len(v) for v in self.columns.values()), default=0)
 
 
 @dataclass
@@ -59,9 +74,9 @@ class RunOutcome:
     reasons: list[str] = field(default_factory=list)
 
 
-def read_values(path: Path) -> dict[str, list[Row]]:
-    """Runs of rows from a CSV file; InvalidCriteria names the line and the column."""
-    runs: dict[str, list[Row]] = {}
+def read_values(path: Path) -> dict[str, Run]:
+    """Runs from a CSV file; InvalidCriteria names the line and the column."""
+    rows: dict[str, list[dict[str, float]]] = {}
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
@@ -71,18 +86,28 @@ def read_values(path: Path) -> dict[str, list[Row]]:
         for line, record in enumerate(reader, start=2):
             values: dict[str, float] = {}
             for column, text in record.items():
-                if column in ("run", "t") or text is None or text.strip() == "":
+                if column is None:
+                    raise InvalidCriteria(f"{path}:{line}: more cells than columns")
+                if column == "run" or text is None or text.strip() == "":
                     continue
                 values[column] = _number(path, line, column, text)
-            t = record.get("t")
-            row = Row(values, _number(path, line, "t", t) if t not in (None, "") else None)
-            runs.setdefault(record.get("run") or "1", []).append(row)
+            rows.setdefault(record.get("run") or "1", []).append(values)
+    runs = {}
+    for name, records in rows.items():
+        metrics = [c for c in columns if c not in ("run", "t")]
+        built = {
+            m: np.asarray([r.get(m, math.nan) for r in records], dtype=np.float64) for m in metrics
+        }
+        times = None
+        if "t" in columns:
+            times = np.asarray([r.get("t", math.nan) for r in records], dtype=np.float64)
+        runs[name] = Run(built, times)
     return runs
 
 
-def _number(path: Path, line: int, column: str, text: str | None) -> float:
+def _number(path: Path, line: int, column: str, text: str) -> float:
     try:
-        value = float(text or "")
+        value = float(text)
     except ValueError:
         raise InvalidCriteria(f"{path}:{line}: {column}: {text!r} is not a number") from None
     if not math.isfinite(value):
@@ -90,52 +115,99 @@ def _number(path: Path, line: int, column: str, text: str | None) -> float:
     return value
 
 
-def _needed_columns(criteria: CriteriaSet) -> set[str]:
-    return {m for c in criteria.criteria for m in series_of(c)}
-
-
-def check_columns(criteria: CriteriaSet, runs: dict[str, list[Row]]) -> list[str]:
+def check_columns(criteria: CriteriaSet, runs: Mapping[str, Run]) -> list[str]:
     """Metrics the criteria need that no row has (a criterion that would never decide)."""
-    seen = {name for rows in runs.values() for row in rows for name in row.values}
-    return sorted(
-        m for m in _needed_columns(criteria) if CATALOG[m].kind == "pair" and m not in seen
-    )
+    seen = {
+        name
+        for run in runs.values()
+        for name, values in run.columns.items()
+        if np.any(~np.isnan(values))
+    }
+    needed = {m for c in criteria.criteria for m in series_of(c)}
+    return sorted(m for m in needed if CATALOG[m].kind == "pair" and m not in seen)
 
 
-def judge_at(
-    criteria: CriteriaSet,
-    rows: Sequence[Row],
-    look_every: int,
-    previous: dict[str, Bounds] | None = None,
-) -> Decision:
-    """The engine's decision over `rows` (one look), given the last look's intervals."""
-    data: dict[str, CriterionData] = {}
-    for criterion in criteria.criteria:
-        if CATALOG[criterion.metric].kind == "figure":
-            figures = [r.values[criterion.metric] for r in rows if criterion.metric in r.values]
-            data[criterion.name] = CriterionData(figure=figures[-1] if figures else None)
-            continue
-        series: dict[str, tuple[list[int], list[float]]] = {}
-        for index, row in enumerate(rows):
-            bucket = math.floor(row.t / BUCKET_S) if row.t is not None else index // look_every
-            for name in series_of(criterion):
-                if name in row.values:
-                    buckets, values = series.setdefault(name, ([], []))
-                    buckets.append(bucket)
-                    values.append(row.values[name])
-        data[criterion.name] = CriterionData(evidence=raw_evidence(criterion, series))
-    start, end = _times(rows)
-    hours = (end - start).total_seconds() / 3600 if end > start else None
-    return decide(criteria, data, start, end, hours, previous=previous)
+@dataclass
+class _Series:
+    """One metric's samples of a run: pair index, bucket, value, and running sums."""
+
+    index: IntArray
+    bucket: IntArray
+    values: FloatArray
+    total: FloatArray
+    total_sq: FloatArray
+
+    @classmethod
+    def of(cls, values: FloatArray, buckets: IntArray) -> _Series:
+        present = ~np.isnan(values)
+        index = np.nonzero(present)[0]
+        kept = values[present]
+        return cls(index, buckets[present], kept, np.cumsum(kept), np.cumsum(kept * kept))
+
+    def count(self, look: int) -> int:
+        """Samples among the first `look` pairs."""
+        return int(np.searchsorted(self.index, look))
+
+    def sums_at(self, ends: IntArray, m: int) -> Sums:
+        """Cumulative sums at the bucket ends (bucket ids), counting the first m samples."""
+        if m == 0:
+            zeros = np.zeros(len(ends))
+            return Sums(zeros, zeros, zeros)
+        n = np.searchsorted(self.bucket[:m], ends, side="right")
+        last = np.maximum(n - 1, 0)
+        return Sums(
+            n.astype(np.float64),
+            np.where(n > 0, self.total[last], 0.0),
+            np.where(n > 0, self.total_sq[last], 0.0),
+        )
 
 
-def _times(rows: Sequence[Row]) -> tuple[datetime, datetime]:
-    times = [r.t for r in rows if r.t is not None]
-    if not times:
-        # no arrival times: min_duration is taken as met, as if the traffic spanned it
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        return epoch, datetime(9999, 1, 1, tzinfo=UTC)
-    return datetime.fromtimestamp(min(times), UTC), datetime.fromtimestamp(max(times), UTC)
+def _order(values: FloatArray) -> Order:
+    ordered = np.sort(values)
+
+    def order(rank: int) -> tuple[float, float]:
+        return float(ordered[rank - 1]), float(ordered[rank - 1])
+
+    return order
+
+
+class _Prepared:
+    """A criterion's series of one run, ready to give the evidence at any look."""
+
+    def __init__(self, criterion: Criterion, run: Run, buckets: IntArray) -> None:
+        self.criterion = criterion
+        empty = np.full(run.pairs, np.nan)
+        self.series = [
+            _Series.of(run.columns.get(name, empty), buckets) for name in series_of(criterion)
+        ]
+
+    def evidence(self, look: int) -> Evidence:
+        criterion = self.criterion
+        counts = [s.count(look) for s in self.series]
+        first = self.series[0]
+        if criterion.stat == "quantile":
+            values = first.values[: counts[0]]
+            if criterion.mode == "relative":
+                base = self.series[1].values[: counts[1]]
+                return Evidence(
+                    n=len(values),
+                    order=_order(values),
+                    baseline_n=len(base),
+                    baseline_order=_order(base),
+                )
+            _, threshold = effective_threshold(criterion)
+            return Evidence(
+                n=len(values),
+                below=int(np.count_nonzero(values < threshold)),
+                at=int(np.count_nonzero(values == threshold)),
+                order=_order(values),
+            )
+        pairs = list(zip(self.series, counts, strict=True))
+        ends = np.unique(np.concatenate([s.bucket[:m] for s, m in pairs]))
+        sums = [s.sums_at(ends, m) for s, m in pairs]
+        if criterion.mode == "noise_adjusted":
+            return Evidence(n=counts[0], sums=sums[0], noise=sums[1])
+        return Evidence(n=counts[0], sums=sums[0])
 
 
 def _bounds(results: Iterable[CriterionResult]) -> dict[str, Bounds]:
@@ -149,20 +221,63 @@ def _bounds(results: Iterable[CriterionResult]) -> dict[str, Bounds]:
     }
 
 
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 def backtest_run(
-    name: str, criteria: CriteriaSet, rows: Sequence[Row], look_every: int
+    name: str,
+    criteria: CriteriaSet,
+    run: Run,
+    look_every: int,
+    stop: Callable[[Decision], bool] | None = None,
 ) -> RunOutcome:
-    """Judge one run after every `look_every` pairs (and at its end)."""
-    if any(r.t is not None for r in rows):
-        rows = sorted(rows, key=lambda r: r.t if r.t is not None else math.inf)
+    """Judge one run after every `look_every` pairs (and at its end); `stop` ends it early."""
+    pairs = run.pairs
+    columns = run.columns
+    times = run.t
+    if times is not None and np.any(~np.isnan(times)):
+        order = np.argsort(np.where(np.isnan(times), np.inf, times), kind="stable")
+        columns = {k: v[order] for k, v in columns.items()}
+        times = times[order]
+        buckets = np.floor(np.nan_to_num(times, nan=np.nanmax(times)) / BUCKET_S).astype(np.int64)
+        start, end_of = _time(float(np.nanmin(times))), times
+    else:
+        times = None
+        buckets = np.arange(pairs, dtype=np.int64) // look_every
+        # no arrival times: min_duration is taken as met, as if the traffic had spanned it
+        start, end_of = datetime(1970, 1, 1, tzinfo=UTC), None
+    sorted_run = Run(columns, times)
+    prepared = {
+        c.name: _Prepared(c, sorted_run, buckets)
+        for c in criteria.criteria
+        if CATALOG[c.metric].kind == "pair"
+    }
     outcomes = {c.name: CriterionOutcome(c.name, "NO_DATA") for c in criteria.criteria}
-    looks = list(range(look_every, len(rows) + 1, look_every))
-    if not looks or looks[-1] != len(rows):
-        looks.append(len(rows))
+    looks = list(range(look_every, pairs + 1, look_every))
+    if not looks or looks[-1] != pairs:
+        looks.append(pairs)
     previous: dict[str, Bounds] = {}
     decision: Decision | None = None
     for look in looks:
-        decision = judge_at(criteria, rows[:look], look_every, previous)
+        data: dict[str, CriterionData] = {}
+        for criterion in criteria.criteria:
+            if criterion.name in prepared:
+                data[criterion.name] = CriterionData(
+                    evidence=prepared[criterion.name].evidence(look)
+                )
+            else:
+                figures = columns.get(criterion.metric, np.full(pairs, np.nan))[:look]
+                known = figures[~np.isnan(figures)]
+                data[criterion.name] = CriterionData(
+                    figure=float(known[-1]) if len(known) else None
+                )
+        if end_of is not None:
+            now = _time(float(np.nanmax(end_of[:look])))
+        else:
+            now = datetime(9999, 1, 1, tzinfo=UTC)
+        hours = (now - start).total_seconds() / 3600 if end_of is not None else None
+        decision = decide(criteria, data, start, now, hours or None, previous=previous)
         previous = _bounds(decision.criteria)
         for result in decision.criteria:
             outcome = outcomes[result.name]
@@ -171,20 +286,23 @@ def backtest_run(
                 outcome.first_pass_n = look
             if result.verdict == "FAIL" and outcome.first_fail_n is None:
                 outcome.first_fail_n = look
+        if stop is not None and stop(decision):
+            pairs = look
+            break
     assert decision is not None
     return RunOutcome(
         run=name,
         verdict=decision.verdict,
-        pairs=len(rows),
+        pairs=pairs,
         criteria=list(outcomes.values()),
         reasons=decision.reasons,
     )
 
 
 def backtest(
-    criteria: CriteriaSet, runs: dict[str, list[Row]], look_every: int = 50
+    criteria: CriteriaSet, runs: Mapping[str, Run], look_every: int = 50
 ) -> list[RunOutcome]:
     """Every run of the file, judged as the service would."""
     if look_every < 1:
         raise InvalidCriteria("--look-every: must be at least 1")
-    return [backtest_run(name, criteria, rows, look_every) for name, rows in runs.items()]
+    return [backtest_run(name, criteria, run, look_every) for name, run in runs.items()]

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -30,6 +31,8 @@ from criteria.readiness.sequences import (
     mean_needed,
     proportion_bounds,
     proportion_needed,
+    proportion_rejects_above,
+    proportion_rejects_below,
     running,
 )
 from evaluators.catalog import CATALOG
@@ -222,8 +225,13 @@ class _Judged:
     low: float
     high: float
     n: int
-    needed: tuple[int | None, int | None] = (None, None)
+    forecast: Callable[[], tuple[int | None, int | None]] | None = None
     note: str = ""
+
+    @cached_property
+    def needed(self) -> tuple[int | None, int | None]:
+        """Samples in total to a decision at 50 % and 80 % chance (computed when asked)."""
+        return self.forecast() if self.forecast is not None else (None, None)
 
 
 def _mean(sums: Sums, alpha: float, op: str, threshold: float) -> _Judged:
@@ -235,7 +243,7 @@ def _mean(sums: Sums, alpha: float, op: str, threshold: float) -> _Judged:
         float(low[-1]),
         float(high[-1]),
         sums.count,
-        _mean_forecast(sums.sd, abs(gap), alpha),
+        lambda: _mean_forecast(sums.sd, abs(gap), alpha),
     )
 
 
@@ -266,7 +274,7 @@ def _noise_adjusted(evidence: Evidence, alpha: float, margin: float) -> _Judged:
         float(low[-1]),
         float(high[-1]),
         scores.count,
-        _mean_forecast(effective_sd, margin, alpha),
+        lambda: _mean_forecast(effective_sd, margin, alpha),
         note,
     )
 
@@ -281,7 +289,11 @@ def _proportion(sums: Sums, alpha: float, op: str, threshold: float) -> _Judged:
     n = sums.count
     estimate = float(successes[-1] / n)
     return _Judged(
-        estimate, float(low[-1]), float(high[-1]), n, _rate_forecast(estimate, threshold, alpha)
+        estimate,
+        float(low[-1]),
+        float(high[-1]),
+        n,
+        lambda: _rate_forecast(estimate, threshold, alpha),
     )
 
 
@@ -297,16 +309,18 @@ def _rate_forecast(rate: float, threshold: float, alpha: float) -> tuple[int | N
 def _quantile_ranks(n: int, q: float, alpha: float) -> tuple[int | None, int | None]:
     """1-based ranks of the order statistics that bound the q-quantile (None: unbounded).
 
-    Upper: the smallest r whose lower bound on P(X <= x_(r)) reaches q. Lower: the largest r
-    whose upper bound on P(X < x_(r)) (r - 1 samples below) stays under q.
+    Upper: the smallest r at which P(X <= x_(r)) > q is established. Lower: the largest r at
+    which P(X < x_(r)) < q is (r - 1 samples below it).
     """
     half = 4 * math.sqrt(n * (math.log(1 / alpha) + math.log(n + 1))) + 100
     first, last = max(0, math.floor(q * n - half)), min(n, math.ceil(q * n + half))
     k = np.arange(first, last + 1, dtype=np.float64)
-    low_p, high_p = proportion_bounds(k, np.full_like(k, n), alpha)
-    reaching = np.nonzero((low_p >= q) & (k >= 1))[0]
+    # the tests at q itself, over every k of the window at once: no bisection needed
+    above = proportion_rejects_below(k, np.full_like(k, n), q, alpha)
+    below = proportion_rejects_above(k, np.full_like(k, n), q, alpha)
+    reaching = np.nonzero(above & (k >= 1))[0]
     upper = first + int(reaching.min()) if reaching.size else None
-    staying = np.nonzero((high_p < q) & (k + 1 <= n))[0]
+    staying = np.nonzero(below & (k + 1 <= n))[0]
     lower = first + int(staying.max()) + 1 if staying.size else None
     return lower, upper
 
@@ -339,8 +353,7 @@ def _quantile(
         p_low, p_high = proportion_bounds(np.array([k]), np.array([n]), alpha)
         verdict = "PASS" if p_high[0] < q else "FAIL" if p_low[0] >= q else "INCONCLUSIVE"
     rate = k / n
-    forecast = _rate_forecast(rate, q, alpha)
-    return _Judged(estimate, low, high, n, forecast), verdict
+    return _Judged(estimate, low, high, n, lambda: _rate_forecast(rate, q, alpha)), verdict
 
 
 def _relative_quantile(evidence: Evidence, q: float, alpha: float) -> _Judged:
@@ -377,7 +390,8 @@ def evaluate_criterion(
     def result(
         verdict: CriterionVerdict, judged: _Judged | None, needed: int | None, note: str = ""
     ) -> CriterionResult:
-        low_n, high_n = judged.needed if judged else (None, None)
+        open_ = judged is not None and verdict == "INCONCLUSIVE" and needed is None
+        low_n, high_n = judged.needed if judged is not None and open_ else (None, None)
         return CriterionResult(
             name=criterion.name,
             metric=criterion.metric,
@@ -411,7 +425,7 @@ def evaluate_criterion(
     if previous is not None and previous.n <= judged.n:
         low, high = max(judged.low, previous.low), min(judged.high, previous.high)
         if low <= high:  # an empty intersection: the data contradict the earlier look
-            judged = _Judged(judged.estimate, low, high, judged.n, judged.needed, judged.note)
+            judged = _Judged(judged.estimate, low, high, judged.n, judged.forecast, judged.note)
             if criterion.stat != "quantile" or criterion.mode == "relative":
                 verdict = compare(low, high, op, threshold)
     if judged.n < criterion.min_samples:
@@ -434,7 +448,7 @@ def evaluate_criterion(
 
 def _without_forecast(judged: _Judged) -> _Judged:
     """The same figures without a forecast."""
-    return _Judged(judged.estimate, judged.low, judged.high, judged.n, (None, None), judged.note)
+    return _Judged(judged.estimate, judged.low, judged.high, judged.n, None, judged.note)
 
 
 def _decided(result: CriterionResult) -> CriterionResult:
