@@ -6,6 +6,8 @@ its own configuration.
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel
 
 # The Celery task names both processes agree on (the worker registers them, the proxy and
@@ -57,3 +59,11 @@ class ShadowJob(BaseModel):
     primary: PrimaryCapture | None
     candidate: CandidateCapture | None = None
     feature: str | None = None
+    # the noise re-ask the proxy made itself, with the client's own key (never stored here)
+    noise: PrimaryCapture | None = None
+
+
+def unit_interval(pair_id: str, salt: str) -> float:
+    """A number in [0, 1) fixed by the pair id, so the proxy and a re-run job choose alike."""
+    digest = hashlib.sha256(f"{salt}:{pair_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

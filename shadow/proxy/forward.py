@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from criteria.rollout.rules import BROKEN, CANDIDATE, FALLBACK_PREFIX
 from shadow.config import SwitchoverConfig, Upstream, UseCase
-from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob
+from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
 from shadow.metrics import OVERHEAD, REQUESTS
 from shadow.proxy.live import LiveTraffic
 from shadow.proxy.mirror import Mirror
@@ -156,6 +156,9 @@ class _Sample:
     first_byte_s: float
     candidate: CandidateCapture | None = None  # the candidate failed, the primary answered
     served_by_candidate: bool = False  # the candidate answered; the worker asks the primary
+    # the noise re-ask the proxy makes itself: only the client's own key reaches the primary,
+    # and it stays in this process's memory for the re-ask's lifetime, never in the job
+    reask: tuple[str, dict[str, str]] | None = None
 
     @classmethod
     def of(
@@ -209,6 +212,8 @@ class Proxy:
         for name, use_case in config.use_cases.items():
             self._by_model.setdefault(use_case.primary.model, name)
         self._default = "default" if "default" in config.use_cases else None
+        self._reasks: set[asyncio.Task[None]] = set()
+        self._reask_gates: dict[str, asyncio.Semaphore] = {}
 
     def _route(self, name: str) -> _Route:
         use_case = self._config.use_cases[name]
@@ -384,6 +389,9 @@ class Proxy:
         sample = None
         if pair_id is not None and 200 <= response.status < 300:
             sample = _Sample.of(call, pair_id, response, first_byte_s, candidate=failed)
+            shadow = route.use_case.shadow
+            if call.client_auth and unit_interval(pair_id, "noise") < shadow.noise_rate:
+                sample = replace(sample, reask=(url, call.headers))
         REQUESTS.labels(route.use_case_name, endpoint, str(response.status)).inc()
         served = {SERVED_BY_HEADER: "primary"}
         if failed is not None:
@@ -604,19 +612,70 @@ class Proxy:
         candidate = sample.candidate
         if sample.served_by_candidate:
             primary, candidate = None, CandidateCapture.model_validate(capture.model_dump())
-        self._mirror.submit(
-            ShadowJob(
-                pair_id=sample.pair_id,
-                use_case=sample.use_case,
-                endpoint=sample.endpoint,
-                received_at=sample.received_at,
-                request_body=sample.body.decode("utf-8", "replace"),
-                stream=sample.stream,
-                client_auth=sample.client_auth,
-                primary=primary,
-                candidate=candidate,
-                feature=sample.feature,
-            )
+        job = ShadowJob(
+            pair_id=sample.pair_id,
+            use_case=sample.use_case,
+            endpoint=sample.endpoint,
+            received_at=sample.received_at,
+            request_body=sample.body.decode("utf-8", "replace"),
+            stream=sample.stream,
+            client_auth=sample.client_auth,
+            primary=primary,
+            candidate=candidate,
+            feature=sample.feature,
+        )
+        if sample.reask is None:
+            self._mirror.submit(job)
+            return
+        task = asyncio.get_running_loop().create_task(self._reask(sample, job, *sample.reask))
+        self._reasks.add(task)
+        task.add_done_callback(self._reasks.discard)
+
+    async def _reask(
+        self, sample: _Sample, job: ShadowJob, url: str, headers: dict[str, str]
+    ) -> None:
+        """Ask the primary again with the client's own key, then hand the job over.
+
+        Runs after the client has its answer, under the use case's `max_in_flight` and
+        `timeout_s`; when the cap is reached the pair goes without a re-ask rather than wait.
+        """
+        assert self._mirror is not None
+        use_case = self._config.use_cases[sample.use_case]
+        gate = self._reask_gates.setdefault(
+            sample.use_case, asyncio.Semaphore(use_case.shadow.max_in_flight)
+        )
+        noise = None
+        if not gate.locked():
+            async with gate:
+                noise = await self._primary_again(sample, url, headers, use_case.shadow.timeout_s)
+        self._mirror.submit(job.model_copy(update={"noise": noise}) if noise else job)
+
+    async def _primary_again(
+        self, sample: _Sample, url: str, headers: dict[str, str], timeout_s: float
+    ) -> PrimaryCapture | None:
+        session = self._routes[sample.use_case].session
+        started = time.perf_counter()
+        try:
+            async with session.post(
+                url,
+                data=sample.body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                first_byte_ms = (time.perf_counter() - started) * 1000
+                content = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("noise re-ask of pair %s failed: %s", sample.pair_id, type(exc).__name__)
+            return None
+        if not 200 <= status < 300:
+            log.info("noise re-ask of pair %s answered %s", sample.pair_id, status)
+            return None
+        return PrimaryCapture(
+            status_code=status,
+            body=content.decode("utf-8", "replace"),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            first_byte_ms=first_byte_ms,
         )
 
 

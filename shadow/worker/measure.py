@@ -15,7 +15,7 @@ import orjson
 from evaluators.pair import Deployment
 from evaluators.runtime import configure
 from shadow.config import SwitchoverConfig, Target, UseCase
-from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob
+from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
 from shadow.settings import Settings, get_settings
 from shadow.worker.caller import answer_fields, call_upstream
 from shadow.worker.limiter import Limiter, LocalLimiter, RedisLimiter
@@ -67,12 +67,6 @@ def build_runtime(settings: Settings, config: SwitchoverConfig) -> WorkerRuntime
         follow_redirects=False,
     )
     return WorkerRuntime(config=config, client=client, limiter=limiter)
-
-
-def unit_interval(pair_id: str, salt: str) -> float:
-    """A number in [0, 1) fixed by the pair id, so a re-run job makes the same choice."""
-    digest = hashlib.sha256(f"{salt}:{pair_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def captured_fields(capture: PrimaryCapture | CandidateCapture, stream: bool) -> AnswerFields:
@@ -154,9 +148,11 @@ def call_candidate(runtime: WorkerRuntime, use_case_name: str, job: ShadowJob) -
 def reask_primary(runtime: WorkerRuntime, use_case: UseCase, job: ShadowJob) -> AnswerFields | None:
     """Ask the primary again for the noise floor, when the configuration allows it.
 
-    A request that reached the primary with the client's own key cannot be repeated: the key is
-    never kept, so such pairs get no re-ask.
+    A request that reached the primary with the client's own key is re-asked by the proxy
+    itself, which alone ever holds that key (`job.noise`); the worker never can.
     """
+    if job.noise is not None:
+        return captured_fields(job.noise, job.stream)
     if unit_interval(job.pair_id, "noise") >= use_case.shadow.noise_rate:
         return None
     upstream = runtime.config.upstreams[use_case.primary.upstream]

@@ -163,6 +163,25 @@ def test_embedded_mode_on_sqlite(simulator, proxy, tmp_path, monkeypatch):
     assert "sk-client-own" not in dump
 
 
+def test_keyless_primary_still_gets_noise_re_asks(simulator, proxy, tmp_path, monkeypatch, caplog):
+    """The client's own key reaches the primary: the proxy re-asks it, the key is kept nowhere."""
+    database = f"sqlite:///{tmp_path / 'keyless.db'}"
+    monkeypatch.setenv("SWITCHOVER_DATABASE_URL", database)
+    monkeypatch.delenv("SWITCHOVER_BROKER_URL", raising=False)
+    client_key = "sk-client-own-KEYLESS-0123456789"
+    primary = simulator(tokens_per_s=300, require_api_key=client_key)
+    candidate = simulator(tokens_per_s=300, latency_ms=5)
+    config = config_text(primary, candidate, noise_rate=1.0)  # no api_key_env on the primary
+    url = proxy(config, Settings(broker_url=None))
+    with caplog.at_level("DEBUG"):
+        pair_ids = _send(_client(url, key=client_key), 12)
+        wait_for(lambda: _count(database, NoiseReask) >= 12, timeout=120)
+    _check_pairs(_pairs(database), pair_ids)
+    dump = table_dump(database)
+    assert client_key not in dump
+    assert client_key not in caplog.text
+
+
 def test_candidate_down_and_hanging_are_errors_not_losses(
     simulator, proxy, worker_env, start_worker, postgres_url
 ):
