@@ -43,13 +43,13 @@ log = logging.getLogger(__name__)
 # client can tell who answered it. Tool-call prompts have no text to compare.
 PROMPTS = [item for item in load_prompts() if item.kind != "tool_call"]
 MODEL = "gpt-4o-mini"
-# STYLE.md's target is < 0.5 ms of proxy time per request on a quiet machine. Here the proxy
-# shares the test process (and its GIL) with the client threads, the simulated upstreams and
-# the publisher thread, on two cores that other test runs use too, so a request may wait a
-# few GIL switch intervals (5 ms each): the bounds leave room for that, and still catch a
-# request path that waits on a broker, database or candidate (seconds).
-OVERHEAD_P50_MS = 2.0
-OVERHEAD_P99_MS = 20.0
+# STYLE.md's target is < 0.5 ms of proxy time per request on a quiet machine; that is measured
+# by bench/proxy_overhead.py, not here. Here the proxy shares the test process (and its GIL)
+# with the client threads, the simulated upstreams and the publisher thread, on two cores
+# that other processes may load too (a busy machine pushed the p99 to 22 ms), so the bounds
+# only catch a request path that waits on a broker, database or candidate (0.5 s and more).
+OVERHEAD_P50_MS = 25.0
+OVERHEAD_P99_MS = 250.0
 # Nothing on the request path may wait for a dependency's timeout (0.5-2 s).
 CLIENT_LATENCY_MAX_S = 1.0
 VISIBILITY_TIMEOUT_S = "10"
