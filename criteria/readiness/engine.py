@@ -266,15 +266,18 @@ def _noise_adjusted(evidence: Evidence, alpha: float, margin: float) -> _Judged:
     low, high = running(*difference_bounds(*a, *b, alpha=alpha))
     estimate = scores.mean - noise.mean
     rate = noise.count / max(scores.count, 1)
-    # the forecast is made at the design point: no difference between the candidate and the API
+    # the forecast is made at the design point, no difference between the candidate and the
+    # API, or at the estimate when that is less favourable (a forecast that cannot be met
+    # already helps nobody)
     effective_sd = math.sqrt(scores.sd**2 + noise.sd**2 / max(rate, 1e-9))
+    gap = min(margin, margin + estimate)
     note = f"{noise.count} noise re-asks" if noise.count < MIN_N else ""
     return _Judged(
         estimate,
         float(low[-1]),
         float(high[-1]),
         scores.count,
-        lambda: _mean_forecast(effective_sd, margin, alpha),
+        lambda: _mean_forecast(effective_sd, gap, alpha),
         note,
     )
 
@@ -529,15 +532,20 @@ def _open_reason(
         return f"{r.name!r} is {r.verdict}: {r.note or AT_THE_MARGIN}"
     more_high = max(r.needed_n - r.n, 0)
     more_low = max((r.needed_low if r.needed_low is not None else r.needed_n) - r.n, 0)
-    amount = f"{more_low:,}-{more_high:,}" if more_low < more_high else f"{more_high:,}"
+    note = f"; {r.note}" if r.note else ""
+    if more_high == 0:
+        return (
+            f"{r.name!r} is {r.verdict}: a few more samples needed (it has the "
+            f"{r.needed_n:,} a decision usually takes){note}"
+        )
+    amount = f"{more_low:,} to {more_high:,}" if more_low < more_high else f"{more_high:,}"
     eta = ""
     if last_pair_at is not None and (now - last_pair_at) > timedelta(minutes=30):
         eta = f" (no traffic since {last_pair_at:%Y-%m-%d %H:%M} UTC)"
     elif window_hours and r.n:
         # this criterion's own sample rate: some draw on a subset (re-asks, a segment)
         hours = more_high / (r.n / window_hours)
-        eta = f" (about {_duration(timedelta(hours=hours))} at the current rate)"
-    note = f"; {r.note}" if r.note else ""
+        eta = f" ({_pace(timedelta(hours=hours))} at the current rate)"
     return f"{r.name!r} is {r.verdict}: about {amount} more samples needed{eta}{note}"
 
 
@@ -553,6 +561,13 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
     return f"{value:.4g}"
+
+
+def _pace(delta: timedelta) -> str:
+    """How long at the current rate, in words."""
+    if delta < timedelta(minutes=1):
+        return "under a minute"
+    return f"about {_duration(delta)}"
 
 
 def _duration(delta: timedelta) -> str:

@@ -58,6 +58,8 @@ OWNER = "switchover-simulator"
 
 QUALITY_PRESETS: dict[str, dict[AnswerVariant, float]] = {
     "perfect": {"reference": 1.0},
+    # an API model as it behaves: asked twice, now and then the same answer in other words
+    "api": {"reference": 0.8, "paraphrase": 0.2},
     "good": {"reference": 0.6, "paraphrase": 0.4},
     "mediocre": {"reference": 0.3, "paraphrase": 0.3, "wrong": 0.4},
     "bad": {"wrong": 0.9, "paraphrase": 0.1},
@@ -65,7 +67,7 @@ QUALITY_PRESETS: dict[str, dict[AnswerVariant, float]] = {
 
 
 def quality_preset(name: str) -> dict[AnswerVariant, float]:
-    """The answer mix of a named quality preset: perfect, good, mediocre or bad."""
+    """The answer mix of a named quality preset: perfect, api, good, mediocre or bad."""
     try:
         return dict(QUALITY_PRESETS[name])
     except KeyError:
