@@ -56,6 +56,7 @@ def catalog_for(
                 name=name,
                 mode=use_case.mode,
                 sample_rate=use_case.shadow.sample_rate,
+                noise_rate=use_case.shadow.noise_rate,
                 primary_model=use_case.primary.model,
                 candidate_model=use_case.candidate.model,
                 criteria_text=text,

@@ -124,6 +124,8 @@ class CriterionData:
     figure: float | None = None
     evidence: Evidence | None = None
     values: FloatArray | None = None
+    # why this criterion can never get data (e.g. no re-asks are made), said instead of a count
+    never: str | None = None
 
 
 def values_evidence(criterion: Criterion, values: FloatArray) -> Evidence:
@@ -419,6 +421,8 @@ def evaluate_criterion(
         point = _Judged(data.figure, data.figure, data.figure, 1)
         return result(compare(data.figure, data.figure, op, threshold), point, None)
 
+    if data.never is not None:
+        return result("NO_DATA", None, None, data.never)
     evidence = data.evidence
     if evidence is None and data.values is not None:
         evidence = values_evidence(criterion, data.values)

@@ -37,6 +37,7 @@ class UseCaseInfo:
     figures: Mapping[str, float] = field(default_factory=dict)
     deployment: Deployment | None = None
     headroom: float = 0.3
+    noise_rate: float | None = None  # None: not known (tests, tools); 0: never re-asked
     rollout: RolloutConfig | None = None
 
 
@@ -181,6 +182,12 @@ def load_data(
     per_pair = [c for c in criteria.criteria if CATALOG[c.metric].kind != "figure"]
     for name, found in evidence.load(session, info.name, per_pair, read_raw=raw).items():
         data[name] = CriterionData(evidence=found)
+    for criterion in per_pair:
+        if criterion.mode == "noise_adjusted" and info.noise_rate == 0:
+            data[criterion.name] = CriterionData(
+                never="no noise re-asks are made (the use case's noise_rate is 0): "
+                "this criterion cannot decide until it is raised"
+            )
     return data
 
 

@@ -217,3 +217,15 @@ def test_a_pass_stays_while_the_data_agree():
         seen_pass = seen_pass or verdict == "PASS"
         assert not (seen_pass and verdict != "PASS"), f"PASS flipped to {verdict} at {n}"
     assert seen_pass
+
+
+def test_a_criterion_that_can_never_get_data_says_why():
+    data = CriterionData(never="no noise re-asks are made (the use case's noise_rate is 0)")
+    criteria = parse_criteria(
+        "use_case: x\ncriteria:\n  - {name: quality, metric: quality.semantic_similarity,"
+        " stat: mean, mode: noise_adjusted, margin: 0.03}\n"
+    )
+    decision = decide(criteria, {"quality": data}, NOW - timedelta(hours=1), NOW)
+    assert decision.verdict == "INSUFFICIENT_DATA"
+    assert "noise_rate is 0" in decision.reasons[0]
+    assert "more samples" not in decision.reasons[0]
