@@ -132,3 +132,85 @@ def test_good_bad_and_young_candidates_get_go_no_go_and_insufficient_data(
             timeout=60,
         )
         assert done.returncode == code, done.stdout + done.stderr
+
+
+NOISE_CRITERIA = {
+    "criteria": [
+        {
+            "name": "quality vs the API's own variation",
+            "metric": "quality.semantic_similarity",
+            "stat": "mean",
+            "mode": "noise_adjusted",
+            "margin": 0.05,
+            "critical": True,
+        }
+    ]
+}
+
+
+def _similarity_scored(url: str, use_case: str) -> tuple[int, int]:
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+
+            def count(metric: str) -> int:
+                query = (
+                    select(func.count())
+                    .select_from(Score)
+                    .join(RequestPair, RequestPair.id == Score.pair_id)
+                    .where(RequestPair.use_case == use_case, Score.metric == metric)
+                )
+                return int(session.scalar(query) or 0)
+
+            return count("quality.semantic_similarity"), count("noise.semantic_similarity")
+    finally:
+        engine.dispose()
+
+
+def test_a_over_a_is_go_on_noise_adjusted_quality_and_a_worse_candidate_no_go(
+    simulator, proxy, sqlite_url, monkeypatch
+):
+    """The candidate is the simulated API itself (it rephrases now and then): GO; worse: NO_GO."""
+    monkeypatch.setenv("SWITCHOVER_DATABASE_URL", sqlite_url)
+    primary = simulator(answer_mix="api", seed=1)
+    candidates = {
+        "same": simulator(answer_mix="api", seed=2),
+        "worse": simulator(answer_mix="mediocre"),
+    }
+    lines = ["upstreams:", f"  api: {{base_url: {primary}}}"]
+    lines += [f"  {name}-gpu: {{base_url: {url}}}" for name, url in candidates.items()]
+    lines.append("use_cases:")
+    for name in candidates:
+        lines += [
+            f"  {name}:",
+            f"    primary: {{upstream: api, model: m-{name}}}",
+            f"    candidate: {{upstream: {name}-gpu, model: llama}}",
+            "    shadow: {sample_rate: 1, noise_rate: 0.5}",
+            f"    criteria: {json.dumps(NOISE_CRITERIA)}",
+        ]
+    # the client's own key reaches the primary: the proxy makes the re-asks itself
+    url = proxy("\n".join(lines) + "\n", Settings(broker_url=None))
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-own", max_retries=0, timeout=30)
+    plan = [(name, i) for name in candidates for i in range(160)]
+
+    def ask(step):
+        use_case, i = step
+        item = SUPPORT[i % len(SUPPORT)]
+        client.chat.completions.create(
+            model=f"m-{use_case}", messages=[m.model_dump() for m in item.messages]
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(ask, plan))
+    for use_case in candidates:
+        wait_for(lambda u=use_case: _similarity_scored(sqlite_url, u)[0] == 160, timeout=300)
+        assert _similarity_scored(sqlite_url, use_case)[1] > 40, "the noise floor was re-asked"
+    with session_scope(make_engine(sqlite_url)) as session:
+        token = create_token(session, "viewer", "release-manager")
+    headers = {"authorization": f"Bearer {token}"}
+    same = httpx.get(f"{url}/api/v1/readiness/same", headers=headers, timeout=60).json()
+    assert same["verdict"] == "GO", same
+    noise_floor = same["criteria"][0]
+    assert noise_floor["ci_low"] > -0.05
+    worse = httpx.get(f"{url}/api/v1/readiness/worse", headers=headers, timeout=60).json()
+    assert worse["verdict"] == "NO_GO", worse
