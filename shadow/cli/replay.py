@@ -1,0 +1,88 @@
+"""`switchover replay`: load-test the candidate with the captured traffic pattern."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from shadow.cli.common import load_config
+from shadow.settings import get_settings
+
+
+def replay(
+    use_case: Annotated[str, typer.Option("--use-case", help="whose captured traffic to replay")],
+    rates: Annotated[
+        str | None, typer.Option(help="comma-separated req/s steps; default: doubling")
+    ] = None,
+    slo_p95_ms: Annotated[
+        float | None, typer.Option(help="latency SLO (p95) when the criteria name none")
+    ] = None,
+    error_limit: Annotated[float, typer.Option(help="error rate allowed when no criterion")] = 0.01,
+    requests_per_step: Annotated[int, typer.Option(help="requests sent at each rate")] = 100,
+    captured: Annotated[int, typer.Option(help="captured requests to draw on")] = 1000,
+    timeout_s: Annotated[float, typer.Option(help="per-request timeout")] = 60,
+) -> None:
+    """Load-test the candidate with the captured traffic pattern; store capacity.rps_at_slo."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from shadow.candidate.replay import Slo, load_captured, replay_use_case, slo_from_criteria
+    from shadow.catalog import catalog_for
+
+    settings = get_settings()
+    config = load_config(settings)
+    if use_case not in config.use_cases:
+        typer.echo(f"switchover: no use case {use_case!r} in the configuration", err=True)
+        raise typer.Exit(2)
+    info = catalog_for(config, settings.config_dir()).get(use_case)
+    slo = slo_from_criteria(info.criteria_text)
+    if slo_p95_ms is not None or slo is None:
+        if slo_p95_ms is None:
+            typer.echo("switchover: the criteria name no latency SLO; pass --slo-p95-ms", err=True)
+            raise typer.Exit(2)
+        slo = Slo(0.95, slo_p95_ms, slo.error_limit if slo else error_limit)
+    requests = load_captured(use_case, captured)
+    if not requests:
+        typer.echo(f"switchover: {use_case} has no captured requests yet", err=True)
+        raise typer.Exit(2)
+    model = config.use_cases[use_case].candidate.model
+    console = Console()
+    with Progress(console=console) as progress:
+
+        def on_step(rate: float) -> Callable[[], None]:
+            task = progress.add_task(f"{rate:8.2f} req/s", total=requests_per_step)
+            return lambda: progress.advance(task)
+
+        result, run_id = replay_use_case(
+            config,
+            use_case,
+            slo,
+            requests,
+            info.sample_rate,
+            rates=[float(r) for r in rates.split(",")] if rates else None,
+            requests_per_step=requests_per_step,
+            timeout_s=timeout_s,
+            on_step=on_step,
+        )
+    table = Table(title=f"{use_case}: replay to {model} (run {run_id})")
+    for column in ("offered/s", "achieved/s", "requests", "errors", "p50 ms", "p95 ms", "held"):
+        table.add_column(column, justify="right")
+    for step in result.steps:
+        table.add_row(
+            f"{step.offered_rps:.2f}",
+            f"{step.achieved_rps:.2f}",
+            str(step.requests),
+            str(step.errors),
+            f"{step.p50_ms or 0:.0f}",
+            f"{step.p95_ms or 0:.0f}",
+            "yes" if step.held else ("no (stopped)" if step.stopped_early else "no"),
+        )
+    console.print(table)
+    found = f"{result.rps_at_slo:.2f} req/s" if result.rps_at_slo else "not reached"
+    console.print(
+        f"capacity.rps_at_slo = {found} (p{slo.quantile * 100:g} <= {slo.latency_ms:g} ms, "
+        f"errors <= {slo.error_limit:.1%})"
+    )
