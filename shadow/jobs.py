@@ -15,6 +15,10 @@ from pydantic import BaseModel
 MIRROR_PAIR = "shadow.mirror_pair"
 PURGE_EXPIRED = "shadow.purge_expired"
 
+# The endpoints served, by the name a job and a stored pair carry, and their path under an
+# upstream's base URL (the proxy serves the same paths under `/v1`).
+ENDPOINT_PATHS = {"chat.completions": "/chat/completions", "completions": "/completions"}
+
 
 class PrimaryCapture(BaseModel):
     """The primary's answer as the proxy saw it pass."""

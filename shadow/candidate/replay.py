@@ -22,9 +22,9 @@ import numpy as np
 import orjson
 
 from shadow.config import SwitchoverConfig
-from shadow.worker.wire import InvalidAnswer, parse_stream
+from shadow.jobs import ENDPOINT_PATHS
+from shadow.worker.wire import InvalidAnswer, read_answer
 
-ENDPOINT_PATHS = {"chat.completions": "/chat/completions", "completions": "/completions"}
 # The share of the offered rate the candidate must achieve for a step to count as held.
 KEEP_PACE = 0.8
 
@@ -135,15 +135,13 @@ async def _one(
                 latency = (time.perf_counter() - started) * 1000
                 if response.status >= 400:
                     return latency, None, True
-                if request.stream:
-                    answer = parse_stream(bytes(raw), arrivals)
-                    ttft = answer.first_token_s * 1000 if answer.first_token_s else None
-                    return latency, ttft, False
-                orjson.loads(raw)
-                return latency, latency, False
+                _, ttft = read_answer(
+                    bytes(raw), stream=request.stream, latency_ms=latency, arrivals=arrivals
+                )
+                return latency, ttft, False
     except TimeoutError:
         return timeout_s * 1000, None, True
-    except (aiohttp.ClientError, InvalidAnswer, orjson.JSONDecodeError):
+    except (aiohttp.ClientError, InvalidAnswer):
         return (time.perf_counter() - started) * 1000, None, True
 
 

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shadow.jobs import ENDPOINT_PATHS
 from shadow.proxy.forward import Proxy, openai_error
 
 log = logging.getLogger(__name__)
@@ -21,10 +22,7 @@ class ProxyFastPath:
     the routes stay registered so that the OpenAPI schema still describes them.
     """
 
-    HOT: ClassVar[dict[str, str]] = {
-        "/v1/chat/completions": "chat.completions",
-        "/v1/completions": "completions",
-    }
+    HOT: ClassVar[dict[str, str]] = {"/v1" + path: name for name, path in ENDPOINT_PATHS.items()}
 
     def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
         self._app = app

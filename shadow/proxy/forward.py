@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from criteria.rollout.rules import BROKEN, CANDIDATE, FALLBACK_PREFIX
 from shadow.config import SwitchoverConfig, Upstream, UseCase
-from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
+from shadow.jobs import ENDPOINT_PATHS, CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
 from shadow.metrics import OVERHEAD, REQUESTS
 from shadow.proxy.live import LiveTraffic
 from shadow.proxy.mirror import Mirror
@@ -378,9 +378,7 @@ class Proxy:
     ) -> Response:
         """Answer from the primary; `failed` is the candidate's failure this one stands in for."""
         route, endpoint, started, stream = call.route, call.endpoint, call.started, call.stream
-        url = route.url_base + (
-            "/chat/completions" if endpoint == "chat.completions" else "/completions"
-        )
+        url = route.url_base + ENDPOINT_PATHS[endpoint]
         try:
             response = await route.session.post(url, data=call.body, headers=call.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -443,9 +441,7 @@ class Proxy:
         headers = {k: v for k, v in call.headers.items() if k != "authorization"}
         if candidate.api_key:
             headers["authorization"] = f"Bearer {candidate.api_key}"
-        url = candidate.url_base + (
-            "/chat/completions" if call.endpoint == "chat.completions" else "/completions"
-        )
+        url = candidate.url_base + ENDPOINT_PATHS[call.endpoint]
         upstream_started = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
         first = b""

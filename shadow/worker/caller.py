@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
-from shadow.worker.wire import Answer, InvalidAnswer, parse_body, parse_stream
+from shadow.worker.wire import Answer, InvalidAnswer, read_answer
 from storage.schemas import AnswerFields
 
 _ERROR_TEXT_LIMIT = 2000
@@ -139,13 +139,9 @@ def call_upstream(
     except httpx.TransportError as exc:
         return _error("connection", f"{type(exc).__name__}: {exc}", elapsed_ms())
     try:
-        if stream:
-            answer = parse_stream(bytes(received), arrivals)
-            first = answer.first_token_s
-            ttft_ms = first * 1000 if first is not None else None
-        else:
-            answer = parse_body(bytes(received))
-            ttft_ms = latency_ms
+        answer, ttft_ms = read_answer(
+            bytes(received), stream=stream, latency_ms=latency_ms, arrivals=arrivals
+        )
     except InvalidAnswer as exc:
         return _error("invalid_response", str(exc), latency_ms, response.status_code)
     return answer_fields(answer, response.status_code, latency_ms, ttft_ms, stream)

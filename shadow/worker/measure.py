@@ -15,16 +15,14 @@ import orjson
 from evaluators.pair import Deployment
 from evaluators.runtime import configure
 from shadow.config import SwitchoverConfig, Target, UseCase
-from shadow.jobs import CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
+from shadow.jobs import ENDPOINT_PATHS, CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
 from shadow.settings import Settings, get_settings
 from shadow.worker.caller import answer_fields, call_upstream
 from shadow.worker.limiter import Limiter, LocalLimiter, RedisLimiter
-from shadow.worker.wire import InvalidAnswer, parse_body, parse_stream
+from shadow.worker.wire import InvalidAnswer, read_answer
 from storage.schemas import AnswerFields, PairCreate
 
 log = logging.getLogger(__name__)
-
-ENDPOINT_PATHS = {"chat.completions": "/chat/completions", "completions": "/completions"}
 
 
 @dataclass
@@ -81,14 +79,9 @@ def captured_fields(capture: PrimaryCapture | CandidateCapture, stream: bool) ->
     status_code = capture.status_code or 200
     raw = capture.body.encode()
     try:
-        if stream:
-            arrivals = capture.arrivals or []
-            answer = parse_stream(raw, arrivals)
-            first = answer.first_token_s
-            ttft_ms = first * 1000 if first is not None else capture.first_byte_ms
-        else:
-            answer = parse_body(raw)
-            ttft_ms = capture.latency_ms
+        answer, ttft_ms = read_answer(
+            raw, stream=stream, latency_ms=capture.latency_ms, arrivals=capture.arrivals
+        )
     except InvalidAnswer as exc:
         return AnswerFields(
             status_code=status_code,
@@ -96,6 +89,9 @@ def captured_fields(capture: PrimaryCapture | CandidateCapture, stream: bool) ->
             error=str(exc),
             error_kind="invalid_response",
         )
+    if ttft_ms is None:
+        # no token seen in the stream: its first byte is the closest the proxy saw
+        ttft_ms = capture.first_byte_ms
     return answer_fields(answer, status_code, capture.latency_ms, ttft_ms, stream)
 
 

@@ -7,6 +7,7 @@ arrival time of each chunk, and the answer is assembled here afterwards.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,7 @@ def iter_events(raw: bytes) -> list[tuple[int, bytes]]:
     return events
 
 
-def parse_stream(raw: bytes, arrivals: list[tuple[int, float]] | None = None) -> Answer:
+def parse_stream(raw: bytes, arrivals: Sequence[tuple[int, float]] | None = None) -> Answer:
     """An answer from a streamed body; `arrivals` are (bytes received so far, seconds).
 
     With arrivals the answer also carries the time the first content token arrived.
@@ -146,3 +147,22 @@ def parse_stream(raw: bytes, arrivals: list[tuple[int, float]] | None = None) ->
     answer.text = "".join(text) if text or not tools else None
     answer.tool_calls = [tools[i].build() for i in sorted(tools)] or None
     return answer
+
+
+def read_answer(
+    raw: bytes,
+    *,
+    stream: bool,
+    latency_ms: float,
+    arrivals: Sequence[tuple[int, float]] | None = None,
+) -> tuple[Answer, float | None]:
+    """An upstream's answer as received, and its time to first token in ms.
+
+    A streamed answer's first token is when the chunk holding it arrived (None without
+    `arrivals` or without a token); a whole body's is the whole answer's `latency_ms`.
+    """
+    if not stream:
+        return parse_body(raw), latency_ms
+    answer = parse_stream(raw, arrivals)
+    first = answer.first_token_s
+    return answer, first * 1000 if first is not None else None
