@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from storage import aggregates
 from storage.bulk import insert_rows
-from storage.models import CapacityRun, NoiseReask, RequestPair, Score, utcnow
+from storage.models import NoiseReask, RequestPair, Score, utcnow
 
 _CHUNK = 500
 
@@ -113,14 +113,3 @@ def metric_values(session: Session, metrics: Sequence[str]) -> dict[str, dict[st
 def count_scored_pairs(session: Session) -> int:
     """How many pairs have scores."""
     return int(session.scalar(select(func.count(distinct(Score.pair_id)))) or 0)
-
-
-def measured_capacity(session: Session, use_case: str) -> float | None:
-    """`capacity.rps_at_slo` of the newest replay run of a use case that found one."""
-    query = (
-        select(CapacityRun.rps_at_slo)
-        .where(CapacityRun.use_case == use_case, CapacityRun.rps_at_slo.is_not(None))
-        .order_by(CapacityRun.started_at.desc(), CapacityRun.id.desc())
-        .limit(1)
-    )
-    return session.scalar(query)

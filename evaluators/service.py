@@ -18,10 +18,10 @@ from evaluators.repository import (
     delete_scores,
     insert_scores,
     load_pairs,
-    measured_capacity,
     scored_pair_ids,
 )
 from evaluators.runtime import ScoringRuntime
+from storage.repository import latest_capacity
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _deployment(session: Session, runtime: ScoringRuntime, use_case: str) -> Dep
     configured = runtime.deployments.get(use_case)
     if configured is None:
         return None
-    return replace(configured, capacity_rps=measured_capacity(session, use_case))
+    return replace(configured, capacity_rps=latest_capacity(session, use_case))
 
 
 def _views(

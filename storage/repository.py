@@ -71,21 +71,6 @@ def count_pairs(session: Session, use_case: str | None = None) -> int:
     return int(session.scalar(query) or 0)
 
 
-def list_pairs(
-    session: Session, use_case: str | None = None, limit: int = 100
-) -> Sequence[RequestPair]:
-    """The newest pairs first."""
-    query = select(RequestPair).order_by(RequestPair.created_at.desc()).limit(limit)
-    if use_case is not None:
-        query = query.where(RequestPair.use_case == use_case)
-    return session.scalars(query).all()
-
-
-def get_noise(session: Session, pair_id: str) -> NoiseReask | None:
-    """The primary's re-ask for a pair, if one was made."""
-    return session.get(NoiseReask, pair_id)
-
-
 def add_criteria_version(
     session: Session, use_case: str, text: str, author: str
 ) -> CriteriaVersion:
@@ -168,6 +153,17 @@ def list_capacity_runs(session: Session, use_case: str, limit: int = 50) -> Sequ
         .order_by(CapacityRun.started_at.desc(), CapacityRun.id.desc())
         .limit(limit)
     ).all()
+
+
+def latest_capacity(session: Session, use_case: str) -> float | None:
+    """`capacity.rps_at_slo` of the newest replay run of a use case that found one."""
+    query = (
+        select(CapacityRun.rps_at_slo)
+        .where(CapacityRun.use_case == use_case, CapacityRun.rps_at_slo.is_not(None))
+        .order_by(CapacityRun.started_at.desc(), CapacityRun.id.desc())
+        .limit(1)
+    )
+    return session.scalar(query)
 
 
 def captured_requests(

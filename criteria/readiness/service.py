@@ -127,14 +127,6 @@ def inline_criteria_text(use_case: str, document: Mapping[str, Any]) -> str:
     return yaml.safe_dump({"use_case": use_case, **document}, sort_keys=False)
 
 
-def latest_capacity(session: Session, use_case: str) -> float | None:
-    """`capacity.rps_at_slo` of the newest replay run that found one."""
-    for run in repository.list_capacity_runs(session, use_case, limit=20):
-        if run.rps_at_slo is not None:
-            return run.rps_at_slo
-    return None
-
-
 def cost_projection(session: Session, info: UseCaseInfo) -> CostProjection:
     """The monthly cost figures from observed traffic, the deployment and measured capacity."""
     count, first, last = repository.pair_window(session, info.name)
@@ -149,13 +141,14 @@ def cost_projection(session: Session, info: UseCaseInfo) -> CostProjection:
         priced_pairs=priced,
         peak_mirrored_rps=peak,
     )
-    return project(info.deployment, traffic, latest_capacity(session, info.name), info.headroom)
+    capacity = repository.latest_capacity(session, info.name)
+    return project(info.deployment, traffic, capacity, info.headroom)
 
 
 def figures(session: Session, info: UseCaseInfo) -> dict[str, float]:
     """Use-case figures: declared (ops hours), measured (capacity) and projected (cost)."""
     values = dict(info.figures)
-    capacity = latest_capacity(session, info.name)
+    capacity = repository.latest_capacity(session, info.name)
     if capacity is not None:
         values["capacity.rps_at_slo"] = capacity
     projection = cost_projection(session, info)

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from storage.db import make_engine
 from storage.migrate import downgrade, upgrade
 from storage.models import Base, NoiseReask, RequestPair
-from storage.repository import count_pairs, get_noise, insert_pair, list_pairs
+from storage.repository import captured_requests, count_pairs, insert_pair
 from storage.schemas import AnswerFields, PairCreate
 
 TABLES = {
@@ -93,23 +93,25 @@ def test_a_pair_is_stored_once(db_session):
     assert stored.candidate_error_kind == "timeout"
     assert stored.primary_ttft_ms == 40.0
     assert stored.created_at.replace(tzinfo=UTC) == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    noise = get_noise(db_session, "pair-1")
+    noise = db_session.get(NoiseReask, "pair-1")
     assert isinstance(noise, NoiseReask)
     assert noise.text == "hi"
 
 
-def test_list_pairs_newest_first(db_session):
-    insert_pair(db_session, _pair("a", noise=False))
-    later = _pair("b", noise=False).model_copy(
-        update={"created_at": datetime(2026, 11, 28, tzinfo=UTC)}
-    )
-    insert_pair(db_session, later)
+def test_captured_requests_are_the_newest_oldest_first(db_session):
+    for day in (27, 29, 28):
+        pair = _pair(f"pair-{day}", noise=False).model_copy(
+            update={"created_at": datetime(2026, 11, day, tzinfo=UTC)}
+        )
+        insert_pair(db_session, pair)
     db_session.flush()
-    assert [p.id for p in list_pairs(db_session, "support-chat")] == ["b", "a"]
+    rows = captured_requests(db_session, "support-chat", 2)
+    assert [at.day for at, *_ in rows] == [28, 29]
 
 
 def test_deleting_a_pair_deletes_its_noise_reask(db_session):
     insert_pair(db_session, _pair())
     db_session.flush()
     db_session.execute(text("DELETE FROM request_pairs WHERE id = 'pair-1'"))
-    assert get_noise(db_session, "pair-1") is None
+    db_session.expunge_all()
+    assert db_session.get(NoiseReask, "pair-1") is None

@@ -139,9 +139,10 @@ def test_replay_command_stores_a_run_and_feeds_capacity_and_cost(simulator, tmp_
     assert done.returncode == 0, done.stderr + done.stdout
     assert "capacity.rps_at_slo =" in done.stdout
 
-    from criteria.readiness.service import cost_projection, evaluate, latest_capacity
+    from criteria.readiness.service import cost_projection, evaluate
     from shadow.catalog import catalog_for
     from shadow.config import load_config
+    from storage.repository import latest_capacity
 
     info = catalog_for(load_config(config), tmp_path).get("chat")
     with session_scope(make_engine(sqlite_url)) as session:
