@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller (`switchover db upgrade`)."""
+"""Alembic environment: the URL comes from the caller (`switchover db upgrade`), else storage's."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-from storage.db import make_engine
+from storage.db import database_url, make_engine
 from storage.models import Base
 
 config = context.config
@@ -29,7 +29,7 @@ def run_migrations() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    engine = make_engine(config.get_main_option("sqlalchemy.url") or database_url())
     with engine.connect() as connection:
         _run(connection)
     engine.dispose()

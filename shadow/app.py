@@ -25,7 +25,7 @@ from shadow.proxy.mirror import Mirror, Publish
 from shadow.proxy.openapi import CHAT_COMPLETIONS, COMPLETIONS
 from shadow.proxy.publisher import CeleryPublisher
 from shadow.settings import Settings
-from storage.db import session_scope
+from storage.db import configure_database, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def create_app(
     settings: Settings, config: SwitchoverConfig, publish: Publish | None = None
 ) -> FastAPI:
     """The service; `publish` defaults to Celery, tests may hand in their own."""
+    configure_database(settings.database_url.get_secret_value())
     state: dict[str, Any] = {}
     catalog = catalog_for(config, settings.config_dir(), settings.evaluate_every_s)
 

@@ -26,8 +26,6 @@ from evaluators.config import EvaluatorsConfig
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
-DEFAULT_USE_CASE = "default"
-
 
 class Deployment(BaseModel):
     """What a self-hosted upstream costs to run (used by the cost metrics)."""
@@ -169,16 +167,6 @@ class SwitchoverConfig(BaseModel):
         judge_env = self.evaluators.judge.api_key_env
         keys.append(os.environ.get(judge_env) if judge_env else None)
         return [key for key in keys if key]
-
-    def use_case_for(self, header: str | None, model: str | None) -> str | None:
-        """The use case a request belongs to: header, else the primary model, else `default`."""
-        if header:
-            return header if header in self.use_cases else None
-        if model:
-            for name, use_case in self.use_cases.items():
-                if use_case.primary.model == model:
-                    return name
-        return DEFAULT_USE_CASE if DEFAULT_USE_CASE in self.use_cases else None
 
 
 class ConfigError(Exception):

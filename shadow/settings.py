@@ -5,20 +5,24 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shadow.config import ConfigError, SwitchoverConfig, load_config, parse_config
+from storage.db import DEFAULT_DATABASE_URL
 
 _BUNDLED_CONFIG = Path(__file__).with_name("default_config.yaml")
 
 
 class Settings(BaseSettings):
-    """Where the service listens, where the broker is, and the hot path's limits."""
+    """Where the service listens, where its database and broker are, and the hot path's limits."""
 
     model_config = SettingsConfigDict(env_prefix="SWITCHOVER_", extra="ignore")
 
     config: Path | None = Field(None, description="switchover.yaml; ./switchover.yaml if present")
+    database_url: SecretStr = Field(
+        SecretStr(DEFAULT_DATABASE_URL), description="SQLAlchemy URL of the pairs and verdicts"
+    )
     broker_url: str | None = Field(None, description="Redis or RabbitMQ URL; unset = embedded")
     redis_url: str | None = Field(
         None, description="Redis for the global max_in_flight limiter; defaults to a redis broker"

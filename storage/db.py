@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+DEFAULT_DATABASE_URL = "sqlite:///switchover.db"
 
-class DatabaseSettings(BaseSettings):
-    """Where the pairs, scores and decisions live."""
+_configured_url: str | None = None
 
-    model_config = SettingsConfigDict(env_prefix="SWITCHOVER_", extra="ignore")
 
-    database_url: str = "sqlite:///switchover.db"
+def configure_database(url: str | None) -> None:
+    """Make `url` this process's database (None: back to the environment's)."""
+    global _configured_url
+    _configured_url = url
+
+
+def database_url() -> str:
+    """The configured database URL; else `SWITCHOVER_DATABASE_URL`, else SQLite.
+
+    The settings (`shadow.settings`) are the layer above, so the composition roots hand the
+    URL down with `configure_database`. The fallback is for the processes that reach storage
+    without one: Celery worker processes importing the tasks, alembic's `migrations/env.py`.
+    It reads the environment at each call, so a changed environment (a test's) takes effect.
+    """
+    if _configured_url is not None:
+        return _configured_url
+    return os.environ.get("SWITCHOVER_DATABASE_URL", DEFAULT_DATABASE_URL)
 
 
 def normalise_url(url: str) -> str:
@@ -71,7 +86,7 @@ def _cached_engine(url: str) -> Engine:
 
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for `url` (default: the configured database)."""
-    return _cached_engine(url or DatabaseSettings().database_url)
+    return _cached_engine(url or database_url())
 
 
 @contextmanager

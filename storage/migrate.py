@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from storage.db import DatabaseSettings, normalise_url
+from storage.db import database_url, normalise_url
 
 
 def _script_location() -> str:
@@ -22,8 +22,8 @@ def alembic_config(url: str | None = None) -> Config:
     """An Alembic config pointing at the bundled migrations and `url`."""
     config = Config()
     config.set_main_option("script_location", _script_location())
-    database_url = normalise_url(url or DatabaseSettings().database_url)
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    normalised = normalise_url(url or database_url())
+    config.set_main_option("sqlalchemy.url", normalised.replace("%", "%%"))
     return config
 
 

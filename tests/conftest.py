@@ -24,7 +24,7 @@ from shadow.jobs import ShadowJob
 from shadow.serving import serve_in_thread
 from shadow.settings import Settings
 from shadow.simulator.server import SimulatorConfig, SimulatorThread
-from storage.db import make_engine
+from storage.db import configure_database, make_engine
 from storage.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get(
@@ -49,6 +49,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
 
 
 # --- databases -------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _database_from_environment() -> Iterator[None]:
+    """A service a test starts configures its database; the next test reads the environment."""
+    yield
+    configure_database(None)
 
 
 def _pg_url(name: str) -> str:

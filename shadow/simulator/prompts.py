@@ -138,8 +138,3 @@ class PromptIndex:
     def get(self, text: str) -> PromptItem | None:
         """The item whose last user message is exactly `text`."""
         return self._by_text.get(text)
-
-    def for_messages(self, messages: Sequence[object]) -> PromptItem | None:
-        """The item matching the last user message of chat `messages`."""
-        text = last_user_text(messages)
-        return None if text is None else self._by_text.get(text)
