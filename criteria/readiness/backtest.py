@@ -26,10 +26,9 @@ from criteria.readiness.engine import (
     CriterionResult,
     Decision,
     Evidence,
-    Order,
     Sums,
     decide,
-    effective_threshold,
+    quantile_evidence,
 )
 from criteria.readiness.evidence import series_of
 from criteria.readiness.schema import CriteriaSet, Criterion
@@ -162,15 +161,6 @@ class _Series:
         )
 
 
-def _order(values: FloatArray) -> Order:
-    ordered = np.sort(values)
-
-    def order(rank: int) -> tuple[float, float]:
-        return float(ordered[rank - 1]), float(ordered[rank - 1])
-
-    return order
-
-
 class _Prepared:
     """A criterion's series of one run, ready to give the evidence at any look."""
 
@@ -186,22 +176,8 @@ class _Prepared:
         counts = [s.count(look) for s in self.series]
         first = self.series[0]
         if criterion.stat == "quantile":
-            values = first.values[: counts[0]]
-            if criterion.mode == "relative":
-                base = self.series[1].values[: counts[1]]
-                return Evidence(
-                    n=len(values),
-                    order=_order(values),
-                    baseline_n=len(base),
-                    baseline_order=_order(base),
-                )
-            _, threshold = effective_threshold(criterion)
-            return Evidence(
-                n=len(values),
-                below=int(np.count_nonzero(values < threshold)),
-                at=int(np.count_nonzero(values == threshold)),
-                order=_order(values),
-            )
+            base = self.series[1].values[: counts[1]] if len(self.series) > 1 else None
+            return quantile_evidence(criterion, first.values[: counts[0]], base)
         pairs = list(zip(self.series, counts, strict=True))
         ends = np.unique(np.concatenate([s.bucket[:m] for s, m in pairs]))
         sums = [s.sums_at(ends, m) for s, m in pairs]

@@ -128,24 +128,45 @@ class CriterionData:
     never: str | None = None
 
 
+def exact_order(values: FloatArray) -> Order:
+    """`Evidence.order` of raw values: the r-th smallest, exactly."""
+    ordered = np.sort(values)
+
+    def order(rank: int) -> tuple[float, float]:
+        return float(ordered[rank - 1]), float(ordered[rank - 1])
+
+    return order
+
+
+def quantile_evidence(
+    criterion: Criterion, values: FloatArray, baseline: FloatArray | None = None
+) -> Evidence:
+    """A quantile criterion's evidence from raw values (and the API's, for mode relative)."""
+    values = np.asarray(values, dtype=np.float64)
+    if criterion.mode == "relative":
+        base = np.asarray(baseline if baseline is not None else [], dtype=np.float64)
+        return Evidence(
+            n=len(values),
+            order=exact_order(values),
+            baseline_n=len(base),
+            baseline_order=exact_order(base),
+        )
+    _, threshold = effective_threshold(criterion)
+    return Evidence(
+        n=len(values),
+        below=int(np.count_nonzero(values < threshold)),
+        at=int(np.count_nonzero(values == threshold)),
+        order=exact_order(values),
+    )
+
+
 def values_evidence(criterion: Criterion, values: FloatArray) -> Evidence:
     """The evidence of one series' values, judged as one look."""
     values = np.asarray(values, dtype=np.float64)
     if criterion.mode != "absolute":
         raise ValueError(f"criterion {criterion.name!r}: mode {criterion.mode} needs evidence")
     if criterion.stat == "quantile":
-        _, threshold = effective_threshold(criterion)
-        ordered = np.sort(values)
-
-        def order(rank: int) -> tuple[float, float]:
-            return float(ordered[rank - 1]), float(ordered[rank - 1])
-
-        return Evidence(
-            n=len(values),
-            below=int(np.count_nonzero(values < threshold)),
-            at=int(np.count_nonzero(values == threshold)),
-            order=order,
-        )
+        return quantile_evidence(criterion, values)
     # one look: the caller carries the interval over from its last look (`previous`)
     return Evidence(n=len(values), sums=Sums.of(values, np.array([len(values)])))
 

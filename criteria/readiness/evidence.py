@@ -16,7 +16,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sqlalchemy.orm import Session
 
-from criteria.readiness.engine import Evidence, Order, Sums, effective_threshold
+from criteria.readiness.engine import (
+    Evidence,
+    Order,
+    Sums,
+    effective_threshold,
+    quantile_evidence,
+)
 from criteria.readiness.schema import Criterion
 from criteria.readiness.sequences import FloatArray
 from evaluators.catalog import NOISE_COUNTERPART, RELATIVE_COUNTERPART
@@ -103,16 +109,6 @@ def aggregated(session: Session, use_case: str, criterion: Criterion) -> Evidenc
     return _sums_evidence(criterion, _aligned(per_series))
 
 
-def _order_of(values: FloatArray) -> Order:
-    ordered = np.sort(values)
-
-    def order(rank: int) -> tuple[float, float]:
-        value = float(ordered[rank - 1])
-        return value, value
-
-    return order
-
-
 def raw_evidence(
     criterion: Criterion, series: Mapping[str, tuple[Sequence[int], Sequence[float]]]
 ) -> Evidence:
@@ -120,21 +116,8 @@ def raw_evidence(
     names = series_of(criterion)
     if criterion.stat == "quantile":
         values = np.asarray(series.get(names[0], ((), ()))[1], dtype=np.float64)
-        if criterion.mode == "relative":
-            base = np.asarray(series.get(names[1], ((), ()))[1], dtype=np.float64)
-            return Evidence(
-                n=len(values),
-                order=_order_of(values),
-                baseline_n=len(base),
-                baseline_order=_order_of(base),
-            )
-        _, threshold = effective_threshold(criterion)
-        return Evidence(
-            n=len(values),
-            below=int(np.count_nonzero(values < threshold)),
-            at=int(np.count_nonzero(values == threshold)),
-            order=_order_of(values),
-        )
+        base = series.get(names[1], ((), ()))[1] if len(names) > 1 else None
+        return quantile_evidence(criterion, values, np.asarray(base) if base is not None else None)
     per_series = []
     for name in names:
         buckets, samples = series.get(name, ((), ()))
