@@ -148,3 +148,32 @@ def test_backtest_gives_the_service_s_verdicts_on_the_same_pairs(db_session, tmp
             assert by_name[criterion.name]["verdict"] == criterion.verdict, criterion.name
     assert {c.verdict for c in served.criteria} >= {"PASS", "FAIL"}
     assert read_values(csv)["1"].pairs == len(per_pair)
+
+
+def test_quantile_and_relative_criteria_at_the_threshold_rarely_pass():
+    """p95 exactly at T, and a candidate's p95 exactly 1.2x the API's, looked at every 100."""
+    runs = 150
+    slack = 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
+    p95 = _criteria(
+        "{name: p95, metric: candidate.latency_ms, stat: quantile, q: 0.95, op: '<=',"
+        " threshold: 1500}"
+    )
+    relative = _criteria(
+        "{name: ratio, metric: candidate.latency_ms, stat: quantile, q: 0.95, mode: relative,"
+        " margin: 0.2}"
+    )
+    sigma, z95 = 0.5, 1.6448536269514722
+    mu = math.log(1500) - sigma * z95  # P(X <= 1500) = 0.95 exactly
+    passes = {"p95": 0, "relative": 0}
+    for i in range(runs):
+        rng = np.random.default_rng([17, i])
+        latencies = rng.lognormal(mu, sigma, 2000)
+        run = Run({"candidate.latency_ms": latencies})
+        stop = lambda d: d.criteria[0].verdict == "PASS"  # noqa: E731
+        passes["p95"] += backtest_run("q", p95, run, 100, stop=stop).verdict == "GO"
+        api = rng.lognormal(math.log(400), 0.6, 2000)
+        slower = rng.lognormal(math.log(400 * 1.2), 0.6, 2000)
+        pair = Run({"primary.latency_ms": api, "candidate.latency_ms": slower})
+        passes["relative"] += backtest_run("r", relative, pair, 100, stop=stop).verdict == "GO"
+    for kind, count in passes.items():
+        assert count / runs <= ALPHA + slack, f"{kind}: {count} of {runs} runs passed"
