@@ -1,13 +1,18 @@
 """What the proxy adds to a request: client → simulator versus client → proxy → simulator.
 
-Starts a zero-delay simulated upstream and two proxies in front of it (one that only forwards,
-one that samples 25% of the requests and publishes them to Redis), then drives each with a
-closed loop of C concurrent aiohttp clients from a separate process. Direct and proxied runs are
-interleaved in the same run (direct, forward, sampled, then the reverse order) and pooled, so
-drift of the machine cancels out. Prints the added latency at p50/p99 next to the targets and
-writes everything to bench/results/proxy_overhead.json.
+Starts a zero-delay simulated upstream and proxies in front of it, each a `switchover serve`:
+distributed ones that publish to Redis (forwarding only, sampling 25 %, mirroring 100 %; no
+worker) and the embedded default (nothing configured: the local queue file and its supervised
+worker processes) with mirroring off and at 100 % to a slow candidate (200 ms) whose pairs the
+embedded worker really calls, stores and scores. Each is driven with a closed loop of C
+concurrent aiohttp clients from a separate process. Direct and proxied runs are
+interleaved in the same run (direct, then each proxy, then the reverse order) and pooled, so
+drift of the machine cancels out. Prints the added latency at p50/p99 next to the targets,
+the embedded mode's mirroring on/off ratios, and writes everything to
+bench/results/proxy_overhead.json. Each API path (Chat Completions, Responses, Anthropic
+Messages) is measured in the same run, against the same simulator.
 
-    .venv/bin/python bench/proxy_overhead.py [--requests N] [--quick]
+    .venv/bin/python bench/proxy_overhead.py [--requests N] [--quick] [--paths chat,messages]
 
 Needs Redis on 127.0.0.1:6379 (the sampled proxy publishes to database 15, to a queue of its own
 that is deleted at the end; no worker is started).
@@ -49,14 +54,38 @@ TARGET_ADDED_P50_MS = 0.5
 TARGET_ADDED_P99_MS = 2.0
 RESULTS = Path(__file__).resolve().parent / "results" / "proxy_overhead.json"
 OVERHEAD_HEADER = "x-switchover-overhead-ms"
-# Variant name -> sample_rate of its proxy's `default` use case.
-VARIANTS = {"forward": 0.0, "sample25+publish": 0.25}
+# Variant name -> (sample_rate of its proxy's `default` use case, embedded mode).
+VARIANTS = {
+    "forward": (0.0, False),
+    "sample25+publish": (0.25, False),
+    "mirror100+redis": (1.0, False),
+    "embedded-off": (0.0, True),
+    "embedded100": (1.0, True),
+}
+SLOW_CANDIDATE_MS = 200
+# The issue's target: at concurrency 50, mirroring on adds at most this to the p99.
+TARGET_MIRROR_P99_MS = 5.0
 
 
-def chat_body(stream: bool) -> bytes:
-    """A small chat request built from the first prompt of the bundled set."""
+# The API paths measured, by name: the proxy and the simulator serve each under the same path.
+PATHS = {
+    "chat": "/v1/chat/completions",
+    "responses": "/v1/responses",
+    "messages": "/v1/messages",
+}
+
+
+def request_body(path: str, stream: bool) -> bytes:
+    """A small request of the path's API built from the first prompt of the bundled set."""
     item = load_prompts()[0]
     messages = [m.model_dump() for m in item.messages]
+    if path == "responses":
+        return orjson.dumps({"model": "sim-model", "input": messages, "stream": stream})
+    if path == "messages":
+        system = "".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [m for m in messages if m["role"] != "system"]
+        body = {"model": "sim-model", "max_tokens": 256, "messages": turns, "stream": stream}
+        return orjson.dumps({**body, "system": system} if system else body)
     return orjson.dumps({"model": "sim-model", "messages": messages, "stream": stream})
 
 
@@ -183,13 +212,13 @@ class Child:
     log: Path
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
+        """SIGTERM to its processes (a serve's children too), then SIGKILL if they linger."""
         if self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(15)
+                self.process.wait(60)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
 
     def log_tail(self, lines: int = 30) -> str:
@@ -232,14 +261,15 @@ def _start(name: str, args: list[str], env: dict[str, str], workdir: Path) -> Ch
     return Child(name, process, log)
 
 
-def _config_yaml(upstream_port: int, sample_rate: float) -> str:
+def _config_yaml(upstream_port: int, candidate_port: int, sample_rate: float) -> str:
     return f"""\
 upstreams:
   sim: {{base_url: "http://{HOST}:{upstream_port}/v1"}}
+  slow: {{base_url: "http://{HOST}:{candidate_port}/v1"}}
 use_cases:
   default:
     primary: {{upstream: sim, model: sim-model}}
-    candidate: {{upstream: sim, model: sim-model}}
+    candidate: {{upstream: slow, model: sim-model}}
     shadow: {{sample_rate: {sample_rate}, max_in_flight: 8, timeout_s: 60}}
 """
 
@@ -268,29 +298,53 @@ def running_stack(workdir: Path) -> Iterator[Stack]:
             workdir,
         )
         children.append(sim)
+        slow_port = free_port(HOST)
+        slow = _start(
+            "slow-candidate",
+            [
+                "simulate",
+                "--host",
+                HOST,
+                "--port",
+                str(slow_port),
+                "--seed",
+                "2",
+                "--latency-ms",
+                str(SLOW_CANDIDATE_MS),
+                "--latency-dist",
+                "constant",
+            ],
+            dict(os.environ),
+            workdir,
+        )
+        children.append(slow)
         proxies = {}
-        for variant, sample_rate in VARIANTS.items():
+        proxy_children = []
+        for variant, (sample_rate, embedded) in VARIANTS.items():
             slug = variant.split("+")[0]
             config = workdir / f"switchover-{slug}.yaml"
-            config.write_text(_config_yaml(sim_port, sample_rate))
-            env = dict(os.environ)
+            config.write_text(_config_yaml(sim_port, slow_port, sample_rate))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHOVER_")}
             env.update(
                 SWITCHOVER_CONFIG=str(config),
                 SWITCHOVER_DATABASE_URL=f"sqlite:///{workdir / f'{slug}.db'}",
-                SWITCHOVER_BROKER_URL=BROKER_URL,
-                SWITCHOVER_QUEUE=queue,
             )
+            if not embedded:
+                env.update(SWITCHOVER_BROKER_URL=BROKER_URL, SWITCHOVER_QUEUE=f"{queue}.{slug}")
             port = free_port(HOST)
             child = _start(
                 f"proxy-{slug}", ["serve", "--host", HOST, "--port", str(port)], env, workdir
             )
             children.append(child)
+            proxy_children.append(child)
             proxies[variant] = f"http://{HOST}:{port}"
         _wait_ready(sim, f"http://{HOST}:{sim_port}/v1/models")
-        for child, url in zip(children[1:], proxies.values(), strict=True):
-            _wait_ready(child, f"{url}/healthz")
+        _wait_ready(slow, f"http://{HOST}:{slow_port}/v1/models")
+        for child, url in zip(proxy_children, proxies.values(), strict=True):
+            # /readyz: the embedded proxies' worker processes are consuming too
+            _wait_ready(child, f"{url}/readyz", timeout_s=300)
         pids = {"direct": sim.process.pid}
-        pids.update(zip(proxies, (c.process.pid for c in children[1:]), strict=True))
+        pids.update(zip(proxies, (c.process.pid for c in proxy_children), strict=True))
         yield Stack(f"http://{HOST}:{sim_port}", proxies, queue, pids)
     finally:
         for child in reversed(children):
@@ -333,13 +387,42 @@ def _metric(base_url: str, name: str) -> float:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc; NaN elsewhere)."""
+def _own_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return found
+    for child in map(int, children):
+        found += [child, *_descendants(child)]
+    return found
+
+
+def cpu_seconds(pid: int, role: str | None = None) -> float:
+    """User + system CPU time a process and its children have used so far (Linux /proc).
+
+    `role="proxy"`: only a `switchover serve`'s proxy processes (not its supervisor or its
+    embedded workers), the CPU a request costs on the hot path.
+    """
+    pids = [pid, *_descendants(pid)]
+    if role == "proxy":
+        pids = [p for p in pids if b"shadow.supervisor" in _cmdline(p)]
+    return sum(_own_cpu_seconds(p) for p in pids)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def machine_busy_seconds() -> float:
@@ -407,6 +490,7 @@ class Row:
     concurrency: int
     stream: bool
     variant: str
+    path: str
     requests: int
     direct_p50_ms: float
     direct_p99_ms: float
@@ -426,7 +510,13 @@ class Row:
 
 
 def _row(
-    concurrency: int, stream: bool, variant: str, direct: Pool, proxy: Pool, other_pct: float
+    concurrency: int,
+    stream: bool,
+    variant: str,
+    path: str,
+    direct: Pool,
+    proxy: Pool,
+    other_pct: float,
 ) -> Row:
     d50, d99 = percentile(direct.latencies_ms, 50), percentile(direct.latencies_ms, 99)
     p50, p99 = percentile(proxy.latencies_ms, 50), percentile(proxy.latencies_ms, 99)
@@ -434,6 +524,7 @@ def _row(
         concurrency=concurrency,
         stream=stream,
         variant=variant,
+        path=path,
         requests=len(proxy.latencies_ms),
         direct_p50_ms=d50,
         direct_p99_ms=d99,
@@ -461,9 +552,10 @@ def measure_cell(
     requests: int,
     rounds: int,
     warmup: int,
+    path: str = "chat",
 ) -> list[Row]:
     """Direct and every proxy variant, interleaved over `rounds` (order reversed each round)."""
-    body = chat_body(stream)
+    body = request_body(path, stream)
     targets = {"direct": stack.direct, **stack.proxies}
     pools = {name: Pool() for name in targets}
     per_round = max(1, requests // rounds)
@@ -473,18 +565,19 @@ def measure_cell(
     ours_before = sum(cpu_seconds(pid) for pid in ours)
     for round_ in range(rounds):
         for name in order if round_ % 2 == 0 else reversed(order):
-            url = f"{targets[name]}/v1/chat/completions"
-            cpu_before = cpu_seconds(stack.pids[name])
+            url = targets[name] + PATHS[path]
+            role = None if name == "direct" else "proxy"
+            cpu_before = cpu_seconds(stack.pids[name], role)
             segment = loadgen.run(url, body, concurrency, warmup, per_round)
-            cpu_s = cpu_seconds(stack.pids[name]) - cpu_before
+            cpu_s = cpu_seconds(stack.pids[name], role) - cpu_before
             pools[name].add(segment, cpu_s, warmup + per_round)
-            if VARIANTS.get(name):
+            if name in VARIANTS and VARIANTS[name][0]:
                 _wait_drained(targets[name])
     ours_s = sum(cpu_seconds(pid) for pid in ours) - ours_before
     other_s = machine_busy_seconds() - busy_before - ours_s
     other_pct = 100 * other_s / ((time.monotonic() - wall_before) * (os.cpu_count() or 1))
     return [
-        _row(concurrency, stream, name, pools["direct"], pools[name], max(0.0, other_pct))
+        _row(concurrency, stream, name, path, pools["direct"], pools[name], max(0.0, other_pct))
         for name in stack.proxies
     ]
 
@@ -509,11 +602,12 @@ def print_table(rows: list[Row]) -> None:
         f"≤ {TARGET_ADDED_P99_MS} ms at p99 (not asserted)\n"
     )
     groups = (
-        f"{'':29}|{'direct ms':^16}|{'proxy ms':^16}|{'added ms':^26}|{'throughput rps':^20}"
+        f"{'':39}|{'direct ms':^16}|{'proxy ms':^16}|{'added ms':^26}|{'throughput rps':^20}"
         f"|{'hdr overhead ms':^15}|{'cpu us/req':^13}|{'other':^6}|"
     )
     header = (
-        f"{'conc':>4} {'stream':>6} {'variant':<17}|{'p50':>7} {'p99':>8}|{'p50':>7} {'p99':>8}"
+        f"{'conc':>4} {'path':<9} {'stream':>6} {'variant':<17}"
+        f"|{'p50':>7} {'p99':>8}|{'p50':>7} {'p99':>8}"
         f"|{'p50':>7} {'(≤0.5)':<4} {'p99':>8} {'(≤2)':<4}|{'direct':>7} {'proxy':>6} {'ratio':>5}"
         f"|{'p50':>7} {'p99':>7}|{'sim':>6} {'proxy':>6}|{'cpu %':>6}| err"
     )
@@ -522,7 +616,7 @@ def print_table(rows: list[Row]) -> None:
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r.concurrency:>4} {'yes' if r.stream else 'no':>6} {r.variant:<17}"
+            f"{r.concurrency:>4} {r.path:<9} {'yes' if r.stream else 'no':>6} {r.variant:<17}"
             f"|{r.direct_p50_ms:>7.3f} {r.direct_p99_ms:>8.3f}"
             f"|{r.proxy_p50_ms:>7.3f} {r.proxy_p99_ms:>8.3f}"
             f"|{r.added_p50_ms:>7.3f} {_mark(r.added_p50_ms, TARGET_ADDED_P50_MS):<6}"
@@ -534,6 +628,65 @@ def print_table(rows: list[Row]) -> None:
             f"|{r.errors:>4}"
         )
     print(NOTES)
+
+
+def print_mirroring(rows: list[Row]) -> list[dict[str, Any]]:
+    """Embedded mode, mirroring at 100 % to a slow candidate against mirroring off."""
+    by_key = {(r.concurrency, r.stream, r.variant): r for r in rows}
+    print(
+        f"\nembedded default, mirroring 100 % (candidate {SLOW_CANDIDATE_MS} ms) vs off;"
+        f" target at c=1: added ≤ {TARGET_ADDED_P50_MS}/{TARGET_ADDED_P99_MS} ms p50/p99,"
+        f" at c=50: p99 within {TARGET_MIRROR_P99_MS} ms of off"
+    )
+    print(
+        f"{'conc':>4} {'stream':>6} | {'off p50':>8} {'on p50':>8} {'ratio':>6}"
+        f" | {'off p99':>8} {'on p99':>8} {'ratio':>6} {'on-off':>8} | rps on/off"
+    )
+    summary = []
+    for (concurrency, stream, variant), on in sorted(by_key.items()):
+        off = by_key.get((concurrency, stream, "embedded-off"))
+        if variant != "embedded100" or off is None:
+            continue
+        gap = on.proxy_p99_ms - off.proxy_p99_ms
+        mark = ""
+        if concurrency == 1:
+            ok = on.added_p50_ms <= TARGET_ADDED_P50_MS and on.added_p99_ms <= TARGET_ADDED_P99_MS
+            mark = "ok" if ok else "OVER"
+        elif concurrency == 50:
+            mark = _mark(gap, TARGET_MIRROR_P99_MS)
+        print(
+            f"{concurrency:>4} {'yes' if stream else 'no':>6}"
+            f" | {off.proxy_p50_ms:>8.3f} {on.proxy_p50_ms:>8.3f}"
+            f" {on.proxy_p50_ms / off.proxy_p50_ms:>6.2f}"
+            f" | {off.proxy_p99_ms:>8.3f} {on.proxy_p99_ms:>8.3f}"
+            f" {on.proxy_p99_ms / off.proxy_p99_ms:>6.2f} {gap:>+8.3f}"
+            f" | {on.proxy_rps / off.proxy_rps:>5.2f} {mark}"
+        )
+        summary.append(
+            {
+                "concurrency": concurrency,
+                "stream": stream,
+                "off_p50_ms": off.proxy_p50_ms,
+                "on_p50_ms": on.proxy_p50_ms,
+                "off_p99_ms": off.proxy_p99_ms,
+                "on_p99_ms": on.proxy_p99_ms,
+                "p99_gap_ms": gap,
+                "added_p50_ms": on.added_p50_ms,
+                "added_p99_ms": on.added_p99_ms,
+                "rps_ratio": on.proxy_rps / off.proxy_rps,
+            }
+        )
+    return summary
+
+
+def _stored_pairs(database: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(database) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM request_pairs").fetchone()[0])
+    except sqlite3.Error:
+        return -1
 
 
 def _parse_args() -> argparse.Namespace:
@@ -550,6 +703,14 @@ def _parse_args() -> argparse.Namespace:
         default="1,50,200",
         help="comma-separated concurrency levels (default 1,50,200)",
     )
+    parser.add_argument(
+        "--paths",
+        default=",".join(PATHS),
+        help=f"comma-separated API paths to measure (default {','.join(PATHS)})",
+    )
+    parser.add_argument(
+        "--streams", default="no,yes", help="non-streamed and/or streamed requests: no,yes"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
     return parser.parse_args()
 
@@ -565,6 +726,12 @@ def main() -> int:
     requests = args.requests or (300 if args.quick else 10_000)
     rounds = 1 if args.quick else 2
     levels = [int(c) for c in args.concurrency.split(",")]
+    paths = [p for p in args.paths.split(",") if p]
+    unknown = sorted(set(paths) - set(PATHS))
+    if unknown:
+        print(f"unknown path {unknown[0]!r}; choose from {', '.join(PATHS)}", file=sys.stderr)
+        return 2
+    streams = [value.strip() == "yes" for value in args.streams.split(",")]
     try:
         _redis().ping()
     except Exception as exc:
@@ -584,24 +751,36 @@ def main() -> int:
         stack.callback(loadgen.close)
         for concurrency in levels:
             warmup = max(50 if args.quick else 200, 2 * concurrency)
-            for stream in (False, True):
-                cell = measure_cell(loadgen, servers, concurrency, stream, requests, rounds, warmup)
+            for path, stream in ((p, s) for p in paths for s in streams):
+                cell = measure_cell(
+                    loadgen, servers, concurrency, stream, requests, rounds, warmup, path
+                )
                 rows.extend(cell)
                 for r in cell:
                     print(
-                        f"  c={concurrency:<3} stream={stream!s:<5} {r.variant:<17}"
+                        f"  c={concurrency:<3} {path:<9} stream={stream!s:<5} {r.variant:<17}"
                         f" added p50 {r.added_p50_ms:+.3f} ms  p99 {r.added_p99_ms:+.3f} ms"
                         f"  ({time.monotonic() - started:.0f} s)",
                         flush=True,
                     )
         sampled = servers.proxies["sample25+publish"]
+        embedded = servers.proxies["embedded100"]
         shadow = {
             "enqueued": _metric(sampled, "switchover_shadow_enqueued_total"),
             "dropped": _metric(sampled, "switchover_shadow_dropped_total"),
-            "in_redis_queue": _queued(servers.queue),
+            "in_redis_queue": _queued(f"{servers.queue}.sample25"),
+            "embedded_enqueued": _metric(embedded, "switchover_shadow_enqueued_total"),
+            "embedded_dropped": _metric(embedded, "switchover_shadow_dropped_total"),
+            "embedded_stored": _stored_pairs(workdir / "embedded100.db"),
         }
 
     print_table(rows)
+    mirroring = print_mirroring(rows)
+    print(
+        f"embedded100: {shadow['embedded_enqueued']:.0f} jobs in the local queue,"
+        f" {shadow['embedded_dropped']:.0f} dropped (queue full), "
+        f"{shadow['embedded_stored']:.0f} pairs stored by its worker during the run"
+    )
     print(
         f"\nsample25+publish: {shadow['enqueued']:.0f} jobs published to Redis"
         f" ({shadow['in_redis_queue']} found in the queue), {shadow['dropped']:.0f} dropped"
@@ -622,11 +801,13 @@ def main() -> int:
             "rounds": rounds,
             "concurrency": levels,
             "variants": VARIANTS,
+            "paths": paths,
             "upstream": "switchover simulate (zero delay)",
             "broker": BROKER_URL,
         },
         "targets_ms": {"added_p50": TARGET_ADDED_P50_MS, "added_p99": TARGET_ADDED_P99_MS},
         "rows": [asdict(r) for r in rows],
+        "embedded_mirroring": mirroring,
         "shadow_jobs": shadow,
         "elapsed_s": round(elapsed, 1),
     }

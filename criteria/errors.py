@@ -15,6 +15,12 @@ class UnknownUseCase(ReadinessError):
     status = 404
 
 
+class UnknownCandidate(ReadinessError):
+    """The use case has no candidate of that name."""
+
+    status = 404
+
+
 class InvalidCriteria(ReadinessError):
     """A criteria document was rejected; the message names the line and the reason."""
 

@@ -15,10 +15,22 @@ class YamlSyntaxError(ValueError):
     """The text is not YAML; the message is `source:line: not valid YAML: problem`."""
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, path: Path, line: int) -> None:
+        super().__init__()
+        self.path, self.line = path, line
+
+
 def _index(node: yaml.Node, path: Path, out: dict[Path, int]) -> None:
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key, value in node.value:
+            # YAML keeps the last of two equal keys; here the second one is a mistake
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                if key.value in seen:
+                    raise _DuplicateKey((*path, key.value), key.start_mark.line + 1)
+                seen.add(key.value)
             out[(*path, key.value)] = key.start_mark.line + 1
             _index(value, (*path, key.value), out)
     elif isinstance(node, yaml.SequenceNode):
@@ -38,7 +50,11 @@ def load(text: str, source: str) -> tuple[Any, dict[Path, int]]:
         raise YamlSyntaxError(f"{source}:{line}: not valid YAML: {problem}") from None
     lines: dict[Path, int] = {}
     if root is not None:
-        _index(root, (), lines)
+        try:
+            _index(root, (), lines)
+        except _DuplicateKey as exc:
+            field = ".".join(str(part) for part in exc.path)
+            raise YamlSyntaxError(f"{source}:{exc.line}: {field}: duplicate key") from None
     return data, lines
 
 

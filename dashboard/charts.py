@@ -268,14 +268,20 @@ def cost_chart(frame: pd.DataFrame) -> AnyChart:
 
 
 def break_even_chart(frame: pd.DataFrame, break_even: float | None) -> AnyChart:
-    """Monthly cost against traffic; the rule marks the break-even traffic."""
+    """Monthly cost against traffic; the rule marks the break-even traffic (where they cross)."""
     lines = (
         alt.Chart(frame)
         .mark_line()
         .encode(
             x=alt.X("requests:Q", title="requests per month", axis=alt.Axis(format="~s")),
-            y=alt.Y("monthly_usd:Q", title="USD per month", axis=alt.Axis(format="$,.0f")),
+            y=alt.Y(
+                "monthly_usd:Q",
+                title="USD per month",
+                axis=alt.Axis(format="$,.0f"),
+                scale=alt.Scale(domainMin=0),
+            ),
             color=side_colour(),
+            order="order:Q",
         )
     )
     layers: list[alt.Chart] = [lines]
@@ -310,5 +316,56 @@ def rollout_chart(frame: pd.DataFrame) -> AnyChart:
             ],
         )
         .properties(height=220)
+    )
+    return chart
+
+
+def comparison_chart(frame: pd.DataFrame, colours: dict[str, str]) -> AnyChart:
+    """Criteria as rows, candidates side by side in each: interval bar, estimate, target tick.
+
+    Each candidate in its own colour (`theme.candidate_colours`); the target is the black tick.
+    """
+    drawn = frame[frame["bar_low"].notna() | frame["threshold"].notna()]
+    colour = alt.Color(
+        "candidate:N",
+        title="candidate",
+        scale=alt.Scale(domain=list(colours), range=list(colours.values())),
+        legend=alt.Legend(orient="top"),
+    )
+    tooltip = [
+        alt.Tooltip("candidate:N"),
+        alt.Tooltip("criterion:N"),
+        alt.Tooltip("result:N", title="verdict"),
+        alt.Tooltip("estimate_text:N", title="estimate"),
+        alt.Tooltip("interval:N", title="interval"),
+        alt.Tooltip("target:N", title="target"),
+        alt.Tooltip("n:Q", title="samples", format=","),
+    ]
+    base = alt.Chart().encode(
+        y=alt.Y("candidate:N", title=None, sort=list(colours), axis=None), tooltip=tooltip
+    )
+    interval = base.mark_bar(height=10, opacity=0.5, cornerRadius=3).encode(
+        x=alt.X("bar_low:Q", title=None, scale=alt.Scale(zero=False, nice=True)),
+        x2="bar_high:Q",
+        color=colour,
+    )
+    estimate = base.mark_point(filled=True, size=70).encode(x="estimate:Q", color=colour)
+    threshold = (
+        alt.Chart()
+        .mark_rule(color="#222222", strokeWidth=2)
+        .encode(x="threshold:Q", tooltip=[alt.Tooltip("target:N", title="target")])
+    )
+    chart: AnyChart = (
+        alt.layer(interval, estimate, threshold, data=drawn)
+        .properties(width=560, height=alt.Step(16))
+        .facet(
+            row=alt.Row(
+                "criterion:N",
+                sort=list(dict.fromkeys(drawn["criterion"])),
+                title=None,
+                header=alt.Header(labelAngle=0, labelAlign="left", labelFontSize=13),
+            )
+        )
+        .resolve_scale(x="independent")
     )
     return chart

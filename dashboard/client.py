@@ -36,6 +36,11 @@ class Connection:
         return cls(url=url.rstrip("/"), token=environ.get("SWITCHOVER_TOKEN") or None)
 
 
+def _whose(candidate: str | None) -> dict[str, str]:
+    """The `candidate` query parameter, left out for the lead (so one-candidate reads stay)."""
+    return {"candidate": candidate} if candidate is not None else {}
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -132,15 +137,15 @@ class ReadinessClient:
         body: list[dict[str, Any]] = self.get("/readiness")
         return body
 
-    def readiness(self, use_case: str) -> dict[str, Any]:
-        """One use case's verdict with its criteria."""
-        body: dict[str, Any] = self.get(f"/readiness/{use_case}")
+    def readiness(self, use_case: str, candidate: str | None = None) -> dict[str, Any]:
+        """One use case's verdict with its criteria (`candidate`'s; default the lead one)."""
+        body: dict[str, Any] = self.get(f"/readiness/{use_case}", _whose(candidate))
         return body
 
-    def optional(self, path: str) -> dict[str, Any] | None:
+    def optional(self, path: str, params: Params | None = None) -> dict[str, Any] | None:
         """Like `get`, but None when the service has nothing there (404)."""
         try:
-            body: dict[str, Any] = self.get(path)
+            body: dict[str, Any] = self.get(path, params)
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -151,36 +156,50 @@ class ReadinessClient:
         """The criteria document in force, or None when the use case has none."""
         return self.optional(f"/use-cases/{use_case}/criteria")
 
-    def history(self, use_case: str, limit: int = 200) -> list[dict[str, Any]]:
+    def history(
+        self, use_case: str, limit: int = 200, candidate: str | None = None
+    ) -> list[dict[str, Any]]:
         """Stored verdicts, newest first."""
-        body: list[dict[str, Any]] = self.get(f"/readiness/{use_case}/history", {"limit": limit})
+        params: Params = {"limit": limit, **_whose(candidate)}
+        body: list[dict[str, Any]] = self.get(f"/readiness/{use_case}/history", params)
         return body
 
-    def pairs(self, use_case: str, worst_by: str | None, limit: int = 10) -> list[dict[str, Any]]:
+    def pairs(
+        self, use_case: str, worst_by: str | None, limit: int = 10, candidate: str | None = None
+    ) -> list[dict[str, Any]]:
         """Pairs with their scores, the worst by `worst_by` first (newest first without it)."""
-        params: dict[str, str | int] = {"use_case": use_case, "limit": limit}
+        params: dict[str, str | int] = {"use_case": use_case, "limit": limit, **_whose(candidate)}
         if worst_by:
             params["worst_by"] = worst_by
         body: list[dict[str, Any]] = self.get("/pairs", params)
         return body
 
     def distributions(
-        self, use_case: str, metrics: Sequence[str], shared: bool = True, bins: int = 30
+        self,
+        use_case: str,
+        metrics: Sequence[str],
+        shared: bool = True,
+        bins: int = 30,
+        candidate: str | None = None,
     ) -> dict[str, Any]:
         """Histograms and quantiles of per-pair scores."""
         params: Params = {"metric": list(metrics), "shared": shared, "bins": bins}
-        body: dict[str, Any] = self.get(f"/use-cases/{use_case}/distributions", params)
+        body: dict[str, Any] = self.get(
+            f"/use-cases/{use_case}/distributions", {**params, **_whose(candidate)}
+        )
         return body
 
-    def timeline(self, use_case: str, metric: str, buckets: int = 40) -> dict[str, Any]:
+    def timeline(
+        self, use_case: str, metric: str, buckets: int = 40, candidate: str | None = None
+    ) -> dict[str, Any]:
         """A per-pair score's median and 90th percentile over time."""
-        params: Params = {"metric": metric, "buckets": buckets}
+        params: Params = {"metric": metric, "buckets": buckets, **_whose(candidate)}
         body: dict[str, Any] = self.get(f"/use-cases/{use_case}/timeline", params)
         return body
 
-    def cost(self, use_case: str) -> dict[str, Any] | None:
+    def cost(self, use_case: str, candidate: str | None = None) -> dict[str, Any] | None:
         """The monthly cost projection, or None while the service has none."""
-        return self.optional(f"/use-cases/{use_case}/cost")
+        return self.optional(f"/use-cases/{use_case}/cost", _whose(candidate) or None)
 
     def rollout(self, use_case: str) -> dict[str, Any]:
         """The live rollout: mode, percentage, steps, fallback rate and history."""

@@ -36,9 +36,9 @@ class Api:
         body: list[dict[str, Any]] = self._get("readiness_all")
         return body
 
-    def readiness(self, use_case: str) -> dict[str, Any]:
-        """One use case's verdict with its criteria."""
-        body: dict[str, Any] = self._get("readiness", use_case)
+    def readiness(self, use_case: str, candidate: str | None = None) -> dict[str, Any]:
+        """One use case's verdict with its criteria (and every candidate's rank)."""
+        body: dict[str, Any] = self._get("readiness", use_case, candidate)
         return body
 
     def criteria(self, use_case: str) -> dict[str, Any] | None:
@@ -46,28 +46,36 @@ class Api:
         body: dict[str, Any] | None = self._get("criteria", use_case)
         return body
 
-    def history(self, use_case: str) -> list[dict[str, Any]]:
+    def history(self, use_case: str, candidate: str | None = None) -> list[dict[str, Any]]:
         """Stored verdicts, newest first."""
-        body: list[dict[str, Any]] = self._get("history", use_case)
+        body: list[dict[str, Any]] = self._get("history", use_case, 200, candidate)
         return body
 
-    def pairs(self, use_case: str, worst_by: str | None, limit: int) -> list[dict[str, Any]]:
+    def pairs(
+        self, use_case: str, worst_by: str | None, limit: int, candidate: str | None = None
+    ) -> list[dict[str, Any]]:
         """Pairs, the worst by `worst_by` first."""
-        body: list[dict[str, Any]] = self._get("pairs", use_case, worst_by, limit)
+        body: list[dict[str, Any]] = self._get("pairs", use_case, worst_by, limit, candidate)
         return body
 
-    def distributions(self, use_case: str, metrics: tuple[str, ...], shared: bool) -> Any:
+    def distributions(
+        self,
+        use_case: str,
+        metrics: tuple[str, ...],
+        shared: bool,
+        candidate: str | None = None,
+    ) -> Any:
         """Histograms and quantiles of per-pair scores."""
-        return self._get("distributions", use_case, metrics, shared)
+        return self._get("distributions", use_case, metrics, shared, 30, candidate)
 
-    def timeline(self, use_case: str, metric: str) -> dict[str, Any]:
+    def timeline(self, use_case: str, metric: str, candidate: str | None = None) -> dict[str, Any]:
         """A per-pair score over time."""
-        body: dict[str, Any] = self._get("timeline", use_case, metric)
+        body: dict[str, Any] = self._get("timeline", use_case, metric, 40, candidate)
         return body
 
-    def cost(self, use_case: str) -> dict[str, Any] | None:
+    def cost(self, use_case: str, candidate: str | None = None) -> dict[str, Any] | None:
         """The monthly cost projection, None until the service has one."""
-        body: dict[str, Any] | None = self._get("cost", use_case)
+        body: dict[str, Any] | None = self._get("cost", use_case, candidate)
         return body
 
     def rollout(self, use_case: str) -> dict[str, Any]:

@@ -49,6 +49,39 @@ def parse_time(value: str | None) -> datetime | None:
     return moment.to_pydatetime()
 
 
+def fmt_time(moment: datetime | None, tz: str | None = None, now: datetime | None = None) -> str:
+    """A moment in the viewer's time zone (`tz`, an IANA name; UTC when unknown), no offset.
+
+    Today's as `20:03`, another day's as `2 Dec 20:03`.
+    """
+    if moment is None:
+        return MISSING
+    zone = _zone(tz)
+    local = pd.Timestamp(moment).tz_convert(zone)
+    today = pd.Timestamp(now or datetime.now(local.tzinfo)).tz_convert(zone)
+    if local.date() == today.date():
+        return f"{local:%H:%M}"
+    return (
+        f"{local.day} {local:%b %H:%M}" if local.year == today.year else f"{local:%Y-%m-%d %H:%M}"
+    )
+
+
+def _zone(tz: str | None) -> str:
+    if not tz:
+        return "UTC"
+    try:
+        pd.Timestamp(0, tz=tz)
+    except Exception:  # an unknown zone name: UTC
+        return "UTC"
+    return tz
+
+
+def local_times(column: pd.Series, tz: str | None) -> pd.Series:
+    """Aware timestamps as the viewer's wall-clock times, shown without an offset."""
+    times = pd.to_datetime(column, utc=True)
+    return times.dt.tz_convert(_zone(tz)).dt.tz_localize(None)
+
+
 def fmt_number(value: float | None) -> str:
     """A figure for people: thousands separated, three significant digits below 100."""
     if value is None or not math.isfinite(value):
@@ -74,14 +107,48 @@ def fmt_usd(value: float | None) -> str:
 
 
 def fmt_hours(hours: float) -> str:
-    """A duration in the unit a person would use."""
+    """A duration in the words a person would use: 'under a minute', '12 minutes', '3.5 hours'."""
     if hours < 1 / 60:
-        return "< 1 min"
+        return "under a minute"
     if hours < 1:
-        return f"{hours * 60:.0f} min"
+        minutes = round(hours * 60)
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
     if hours < 48:
-        return f"{hours:.1f} h"
+        return f"{hours:.1f} hours"
     return f"{hours / 24:.1f} days"
+
+
+def fmt_wait(hours: float) -> str:
+    """How long until something, in words: 'under a minute', 'about 12 minutes'."""
+    text = fmt_hours(hours)
+    return text if text == "under a minute" else f"about {text}"
+
+
+def fmt_savings(value: float | None) -> str:
+    """Savings a month; a negative figure as what self-hosting costs more."""
+    if value is None or not math.isfinite(value):
+        return MISSING
+    if value < 0:
+        return f"costs {fmt_usd(-value)} more a month"
+    return fmt_usd(value)
+
+
+def interval_text(low: float | None, high: float | None, stat: str | None = None) -> str:
+    """An interval in words: '0.61 to 0.74', '608 or more', 'at most 0.05'."""
+    if low is None and high is None:
+        return MISSING
+    if high is None:
+        return f"{fmt_figure(low, stat)} or more"
+    if low is None:
+        return f"at most {fmt_figure(high, stat)}"
+    return f"{fmt_figure(low, stat)} to {fmt_figure(high, stat)}"
+
+
+def needed_text(needed_n: int | None, n: int) -> str:
+    """'1,500 in total (1,200 so far)': 'needed' is always the total."""
+    if needed_n is None:
+        return MISSING
+    return f"{needed_n:,} in total ({n:,} so far)"
 
 
 def fmt_figure(value: float | None, stat: str | None) -> str:
@@ -194,10 +261,15 @@ def deciding_criterion(readiness: Json) -> str:
         return "every criterion passes; the minimum duration has not passed yet"
     more = _more(blocker)
     if more is None:
+        if blocker.get("warning"):
+            return f"{blocker['name']} {blocker['warning']}"
         if blocker["verdict"] == "NO_DATA":
             return f"{blocker['name']}: {criterion_measure(blocker)} is not measured yet"
         return f"{blocker['name']}: the estimate sits on the threshold"
-    return f"{blocker['name']}: {CRITERION_WORDS[blocker['verdict']]}, {more:,} more samples needed"
+    return (
+        f"{blocker['name']}: {CRITERION_WORDS[blocker['verdict']]}, "
+        f"{int(blocker['needed_n']):,} samples needed in total ({int(blocker['n']):,} so far)"
+    )
 
 
 @dataclass(frozen=True)
@@ -206,21 +278,37 @@ class Eta:
 
     hours: float | None
     text: str
+    decided: bool = False
+    headline: str | None = None  # the short form, when it is not "about …" or "unknown"
 
     @property
     def short(self) -> str:
-        """A few words for a headline figure: 'decided', 'about 3.0 h' or 'unknown'."""
+        """A few words for a headline figure: 'decided', 'about 3.0 hours' or 'unknown'."""
+        if self.decided:
+            return "decided"
+        if self.headline is not None:
+            return self.headline
         if self.hours is None:
             return "unknown"
-        if self.hours == 0:
-            return "decided"
-        return f"about {fmt_hours(self.hours)}"
+        return fmt_wait(self.hours)
 
 
-def time_to_decision(readiness: Json) -> Eta:
-    """How long until the verdict is GO or NO_GO, at each open criterion's current pace."""
+def _rate_per_hour(readiness: Json, criterion: Json) -> float | None:
+    """Samples per hour this criterion gets lately (some draw on a subset: re-asks, a segment)."""
+    pairs = int(readiness.get("pairs") or 0)
+    if not criterion["n"] or not pairs:
+        return None
+    if "pairs_per_hour" in readiness:  # the service's recent rate (None: traffic stopped)
+        recent = readiness.get("pairs_per_hour")
+        return float(recent) * int(criterion["n"]) / pairs if recent else None
+    hours = _window_hours(readiness)
+    return int(criterion["n"]) / hours if hours else None
+
+
+def time_to_decision(readiness: Json, tz: str | None = None) -> Eta:
+    """How long until the verdict is GO or NO_GO, at each open criterion's recent pace."""
     if readiness["verdict"] in ("GO", "NO_GO"):
-        return Eta(0.0, "decided")
+        return Eta(0.0, "decided", decided=True)
     criteria = readiness.get("criteria", [])
     if not criteria:
         return Eta(None, "unknown: no success criteria")
@@ -230,7 +318,17 @@ def time_to_decision(readiness: Json) -> Eta:
     if not open_:
         waiting = [r for r in readiness.get("reasons", []) if "min_duration" in r]
         return Eta(None, waiting[0] if waiting else "waiting for the minimum duration")
-    hours = _window_hours(readiness)
+    for criterion in open_:
+        if _more(criterion) is None and criterion.get("warning"):
+            return Eta(
+                None,
+                f"never as configured: {criterion['name']} {criterion['warning']}",
+                headline="never, as configured",
+            )
+    idle = parse_time(readiness.get("idle_since"))
+    if idle is not None:
+        stopped = f"no traffic since {fmt_time(idle, tz)}"
+        return Eta(None, stopped, headline=stopped)
     longest = 0.0
     for criterion in open_:
         more = _more(criterion)
@@ -240,19 +338,32 @@ def time_to_decision(readiness: Json) -> Eta:
             return Eta(None, f"unknown: {criterion['name']} sits on its threshold")
         if more == 0:
             continue
-        if hours is None or not criterion["n"]:
-            return Eta(None, f"unknown: {more:,} more samples for {criterion['name']}")
-        longest = max(longest, more / (criterion["n"] / hours))
-    return Eta(longest, f"about {fmt_hours(longest)} at the current pace")
+        rate = _rate_per_hour(readiness, criterion)
+        if rate is None:
+            return Eta(
+                None,
+                f"unknown: {criterion['name']} needs {int(criterion['needed_n']):,} samples "
+                f"in total ({int(criterion['n']):,} so far)",
+            )
+        longest = max(longest, more / rate)
+    if longest == 0:
+        return Eta(
+            None,
+            "any time now: each open criterion has the samples a decision usually takes",
+            headline="any time now",
+        )
+    return Eta(longest, f"{fmt_wait(longest)} at the recent pace")
 
 
-def overview_frame(use_cases: Sequence[Json], readiness: Sequence[Json]) -> pd.DataFrame:
+def overview_frame(
+    use_cases: Sequence[Json], readiness: Sequence[Json], tz: str | None = None
+) -> pd.DataFrame:
     """One row per use case: verdict, pairs, deciding criterion, time to a decision."""
     verdicts = {r["use_case"]: r for r in readiness}
     rows = []
     for case in use_cases:
         found = verdicts.get(case["name"])
-        eta = time_to_decision(found) if found else Eta(None, "unknown")
+        eta = time_to_decision(found, tz) if found else Eta(None, "unknown")
         rows.append(
             {
                 "use_case": case["name"],
@@ -310,16 +421,15 @@ def criteria_frame(readiness: Json) -> pd.DataFrame:
                 "ci_low": low,
                 "ci_high": high,
                 "estimate_text": fmt_figure(estimate, stat),
-                "interval": f"{fmt_figure(low, stat)} to {fmt_figure(high, stat)}"
-                if estimate is not None
-                else MISSING,
+                "interval": interval_text(low, high, stat) if estimate is not None else MISSING,
                 "target": target_text(c.get("op"), threshold, stat),
                 "threshold": threshold,
                 "n": int(c["n"]),
                 "needed_n": c.get("needed_n"),
                 "more_needed": more,
-                "needed_text": MISSING if c.get("needed_n") is None else f"{c['needed_n']:,}",
+                "needed_text": needed_text(c.get("needed_n"), int(c["n"])),
                 "note": c.get("note") or "",
+                "warning": c.get("warning") or "",
                 # What the chart draws: an open end stops at the estimate or the threshold.
                 "bar_low": low if low is not None else (min(known) if known else None),
                 "bar_high": high if high is not None else (max(known) if known else None),
@@ -344,6 +454,7 @@ def criteria_frame(readiness: Json) -> pd.DataFrame:
         "more_needed",
         "needed_text",
         "note",
+        "warning",
         "bar_low",
         "bar_high",
     ]
@@ -479,6 +590,8 @@ class CostView:
     primary_usd_per_request: float | None
     candidate_usd_per_request: float | None
     missing: tuple[str, ...]
+    # (requests a month, API bill, self-hosted bill), the service's cost curve
+    curve: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -507,6 +620,10 @@ def cost_view(body: Json | None) -> CostView | None:
         primary_usd_per_request=figure("primary_usd_per_request"),
         candidate_usd_per_request=figure("candidate_usd_per_request"),
         missing=tuple(plain_reason(str(m)) for m in body.get("missing", [])),
+        curve=tuple(
+            (float(p["requests_per_month"]), float(p["primary_usd"]), float(p["candidate_usd"]))
+            for p in body.get("curve") or []
+        ),
     )
 
 
@@ -531,24 +648,20 @@ def cost_frame(cost: CostView) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["side", "monthly_usd", "text"])
 
 
-def break_even_frame(cost: CostView, points: int = 41) -> pd.DataFrame:
-    """Monthly cost against monthly traffic: the API's grows per request, the deployment's not.
+def break_even_frame(cost: CostView) -> pd.DataFrame:
+    """Monthly cost against monthly traffic: the API's grows per request, the self-hosted one
+    steps up with the replicas the traffic needs (the service's curve, the one the break-even
+    figure comes from). `order` keeps a step's two points in sequence.
 
-    Empty unless the API's price per request and the deployment's monthly cost are known.
+    Empty unless the service sent the curve (it needs the API's price and measured capacity).
     """
-    per_request, fixed = cost.primary_usd_per_request, cost.monthly_candidate_usd
-    if per_request is None or fixed is None or per_request <= 0:
-        return pd.DataFrame(columns=["requests", "side", "monthly_usd"])
-    reach = max(
-        cost.monthly_requests or 0.0,
-        cost.break_even_requests_per_month or fixed / per_request,
-    )
     rows = []
-    for i in range(points):
-        requests = 2 * reach * i / (points - 1)
-        rows.append({"requests": requests, "side": API, "monthly_usd": requests * per_request})
-        rows.append({"requests": requests, "side": SELF_HOSTED, "monthly_usd": fixed})
-    return pd.DataFrame(rows, columns=["requests", "side", "monthly_usd"])
+    for index, (requests, primary, candidate) in enumerate(cost.curve):
+        rows.append({"requests": requests, "side": API, "monthly_usd": primary, "order": index})
+        rows.append(
+            {"requests": requests, "side": SELF_HOSTED, "monthly_usd": candidate, "order": index}
+        )
+    return pd.DataFrame(rows, columns=["requests", "side", "monthly_usd", "order"])
 
 
 ROLLOUT_EVENTS = {
@@ -585,3 +698,71 @@ def rollout_frame(rollout: Json) -> pd.DataFrame:
     ]
     columns = ["at", "event", "by", "live share", "to_percent", "verdict", "reason"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def candidates_of(readiness: Json) -> list[Json]:
+    """The use case's candidates in configuration order (empty for a one-candidate body)."""
+    found: list[Json] = readiness.get("candidates") or []
+    return found if len(found) > 1 else []
+
+
+def comparison_frame(readiness: Json) -> pd.DataFrame:
+    """One row per candidate and criterion: its interval against the target, for the chart."""
+    frames = []
+    for candidate in candidates_of(readiness):
+        frame = criteria_frame({"criteria": candidate.get("criteria", [])})
+        frame.insert(0, "candidate", candidate["candidate"])
+        frames.append(frame)
+    if not frames:
+        return criteria_frame({}).assign(candidate=pd.Series(dtype=str))
+    return pd.concat(frames, ignore_index=True)
+
+
+def comparison_table(readiness: Json) -> pd.DataFrame:
+    """Candidates as columns; rank, verdict, cost, capacity and each criterion as rows."""
+    candidates = candidates_of(readiness)
+    rows: dict[str, dict[str, str]] = {
+        "rank": {},
+        "verdict": {},
+        "self-hosted per month": {},
+        "savings per month": {},
+        "requests/s within the latency target": {},
+        "pairs": {},
+    }
+    for candidate in candidates:
+        name = candidate["candidate"]
+        rows["rank"][name] = f"#{candidate['rank']}"
+        rows["verdict"][name] = VERDICT_WORDS.get(str(candidate["verdict"]), "")
+        rows["self-hosted per month"][name] = fmt_usd(candidate.get("monthly_cost_usd"))
+        rows["savings per month"][name] = fmt_usd(candidate.get("monthly_savings_usd"))
+        rows["requests/s within the latency target"][name] = fmt_number(
+            candidate.get("capacity_rps")
+        )
+        rows["pairs"][name] = f"{candidate['pairs']:,}"
+        for criterion in criteria_frame({"criteria": candidate.get("criteria", [])}).to_dict(
+            "records"
+        ):
+            rows.setdefault(criterion["criterion"], {})[name] = (
+                f"{criterion['result']}: {criterion['interval']} ({criterion['target']})"
+            )
+    names = [c["candidate"] for c in candidates]
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=names).fillna(MISSING)
+    table.index.name = "criterion"
+    return table.reset_index()
+
+
+def evidence_sources(readiness: Json) -> str | None:
+    """Where the pairs came from, in words: live shadowing and each import (None: no pairs)."""
+    sources = readiness.get("sources") or []
+    if not sources:
+        return None
+    parts = []
+    for source in sources:
+        share = f"{source['share']:.0%}"
+        if source["source"] == "live":
+            parts.append(f"{share} live shadowing ({source['pairs']:,} pairs)")
+        else:
+            parts.append(
+                f"{share} imported traffic, {source['import_id']} ({source['pairs']:,} pairs)"
+            )
+    return "Evidence: " + "; ".join(parts) + "."

@@ -6,6 +6,15 @@ from __future__ import annotations
 API = "API"
 SELF_HOSTED = "self-hosted"
 SIDE_COLOURS = {API: "#3b6fb6", SELF_HOSTED: "#8e44ad"}
+# Several candidates: one colour each, in configuration order, none of them the API's blue
+# (the first is the single candidate's purple).
+CANDIDATE_PALETTE = ("#8e44ad", "#e67e22", "#16a085", "#c0392b", "#7f8c8d", "#d4ac0d")
+
+
+def candidate_colours(names: list[str]) -> dict[str, str]:
+    """Each candidate's colour, by its place in the configuration."""
+    return {name: CANDIDATE_PALETTE[i % len(CANDIDATE_PALETTE)] for i, name in enumerate(names)}
+
 
 VERDICT_COLOURS = {"GO": "#2e7d32", "NO_GO": "#c62828", "INSUFFICIENT_DATA": "#f0a202"}
 VERDICT_WORDS = {"GO": "GO", "NO_GO": "NO GO", "INSUFFICIENT_DATA": "INSUFFICIENT DATA"}

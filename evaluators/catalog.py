@@ -8,6 +8,7 @@ something measured or someone declared (cost projections, capacity, ops hours).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -99,6 +100,14 @@ _METRICS = [
 ]
 
 CATALOG: dict[str, Metric] = {metric.name: metric for metric in _METRICS}
+
+
+def unknown_metric(name: str) -> str:
+    """Why `name` is refused: not in the catalog, with the closest name when one is near."""
+    close = difflib.get_close_matches(name, CATALOG, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "the catalog is in docs/metrics.md"
+    return f"unknown metric {name!r}; {hint}"
+
 
 # Every evaluator's name, in the order they run: each produces at least one catalog metric.
 EVALUATOR_NAMES: tuple[str, ...] = tuple(

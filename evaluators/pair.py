@@ -59,8 +59,15 @@ class PairView:
 
     @property
     def response_format(self) -> dict[str, Any] | None:
-        """The `response_format` the client asked for, if any."""
-        value = (self.request or {}).get("response_format")
+        """The `response_format` the client asked for (a Responses `text.format` alike)."""
+        request = self.request or {}
+        value = request.get("response_format")
+        text = request.get("text")
+        if value is None and isinstance(text, dict) and isinstance(text.get("format"), dict):
+            # Responses spells it {"type": "json_schema", "name", "schema", ...}, flat
+            fmt = dict(text["format"])
+            kind = fmt.pop("type", None)
+            value = {"type": kind, "json_schema": fmt} if kind == "json_schema" else {"type": kind}
         return value if isinstance(value, dict) else None
 
     @property

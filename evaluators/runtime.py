@@ -23,7 +23,13 @@ class ScoringRuntime:
 
     config: EvaluatorsConfig
     evaluators: list[Evaluator]
+    # by `deployment_key`
     deployments: Mapping[str, Deployment] = field(default_factory=dict)
+
+
+def deployment_key(use_case: str, candidate: str) -> str:
+    """The key of a candidate's deployment: the use case's name for its `default` candidate."""
+    return use_case if candidate == "default" else f"{use_case}/{candidate}"
 
 
 _runtime: ScoringRuntime | None = None
@@ -33,7 +39,7 @@ _lock = threading.Lock()
 def configure(
     config: EvaluatorsConfig, deployments: Mapping[str, Deployment] | None = None
 ) -> ScoringRuntime:
-    """Use `config` for the scoring in this process; `deployments` by use case (for costs)."""
+    """Use `config` for the scoring in this process; `deployments` by `deployment_key`."""
     global _runtime
     runtime = ScoringRuntime(config, get_evaluators(config), dict(deployments or {}))
     with _lock:

@@ -20,7 +20,7 @@ from evaluators.repository import (
     load_pairs,
     scored_pair_ids,
 )
-from evaluators.runtime import ScoringRuntime
+from evaluators.runtime import ScoringRuntime, deployment_key
 from storage.repository import latest_capacity
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,13 @@ def evaluate(pairs: Sequence[PairView], evaluators: Sequence[Evaluator]) -> list
     return rows
 
 
-def _deployment(session: Session, runtime: ScoringRuntime, use_case: str) -> Deployment | None:
-    configured = runtime.deployments.get(use_case)
+def _deployment(
+    session: Session, runtime: ScoringRuntime, use_case: str, candidate: str
+) -> Deployment | None:
+    configured = runtime.deployments.get(deployment_key(use_case, candidate))
     if configured is None:
         return None
-    return replace(configured, capacity_rps=latest_capacity(session, use_case))
+    return replace(configured, capacity_rps=latest_capacity(session, use_case, candidate))
 
 
 def _views(
@@ -114,12 +116,12 @@ def _views(
 ) -> list[PairView]:
     loaded = load_pairs(session, pair_ids)
     deployments = {
-        use_case: _deployment(session, runtime, use_case)
-        for use_case in {pair.use_case for pair, _ in loaded}
+        key: _deployment(session, runtime, *key)
+        for key in {(pair.use_case, pair.candidate_name) for pair, _ in loaded}
     }
     given = texts or {}
     return [
-        pair_view(pair, noise, deployments[pair.use_case], given.get(pair.id))
+        pair_view(pair, noise, deployments[pair.use_case, pair.candidate_name], given.get(pair.id))
         for pair, noise in loaded
     ]
 

@@ -40,9 +40,12 @@ def resolve_model(name: str) -> str:
 @cache
 def _load(name: str) -> Any:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
     location = resolve_model(name)
     log.info("loading embedding model %s from %s", name, location)
+    # its "Loading weights" bar would land in the middle of a service's (or the demo's) output
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     return SentenceTransformer(location, device="cpu")
 
 

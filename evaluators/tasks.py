@@ -21,6 +21,7 @@ from celery_batches import Batches, SimpleRequest
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from evaluators.pair import PairTexts
+from evaluators.retry import countdown
 from evaluators.runtime import current
 from evaluators.service import score_stored_pairs
 from storage.db import session_scope
@@ -91,9 +92,8 @@ def _republish(app: Celery, requests: Sequence[SimpleRequest], exc: Exception) -
         if attempt > MAX_ATTEMPTS:
             log.error("giving up scoring pair %s after %s attempts: %s", pair_id, attempt, exc)
             continue
-        countdown = min(60, 2 ** min(attempt, 6))
         texts = (request.kwargs or {}).get("texts")
-        _send(app, pair_id, {"attempt": attempt, "texts": texts}, countdown=countdown)
+        _send(app, pair_id, {"attempt": attempt, "texts": texts}, countdown=countdown(app, attempt))
     log.warning("scoring %s pairs failed, retrying: %s", len(requests), exc)
 
 

@@ -11,12 +11,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.switchover-installed
-wanted=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+wanted=$(cat pyproject.toml requirements.lock scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "bootstrap: installing Switchover and its dependencies into .venv"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  # The CPU build of torch first: left to choose, pip would fetch a CUDA build of gigabytes.
-  .venv/bin/python -m pip install --quiet torch==2.13.0
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  # Every dependency at the version and hash of the lock (README: how to refresh it); torch is
+  # pinned there to the CPU build, so pip never picks a CUDA one of gigabytes.
+  .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock
+  .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$wanted" > "$stamp"
 fi

@@ -1,9 +1,11 @@
-"""The FastAPI application: proxy routes, health and metrics."""
+"""The FastAPI application: proxy routes, the readiness API, health and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,20 +13,33 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
-from criteria.readiness.routes import install as install_readiness_api
-from criteria.readiness.service import Catalog, sync_all_config_criteria
+from criteria.api import render_error
+from criteria.cost import routes as cost_routes
+from criteria.errors import ReadinessError
+from criteria.imports.routes import create_router as imports_router
+from criteria.readiness import routes as readiness_routes
+from criteria.readiness.service import sync_all_config_criteria
+from criteria.rollout import routes as rollout_routes
+from criteria.usecases import Catalog
 from shadow.catalog import catalog_for
 from shadow.config import SwitchoverConfig
+from shadow.health import Readiness, broker_check, database_answers
+from shadow.localqueue import LocalQueue
 from shadow.proxy.entry import ProxyFastPath
 from shadow.proxy.forward import Proxy, openai_error
 from shadow.proxy.live import LiveSync, LiveTraffic
 from shadow.proxy.mirror import Mirror, Publish
 from shadow.proxy.openapi import CHAT_COMPLETIONS, COMPLETIONS
+from shadow.proxy.prepare import JobPreparer
 from shadow.proxy.publisher import CeleryPublisher
+from shadow.proxy.turns import MemoryTurns, RedisTurns, TurnStore
 from shadow.settings import Settings
+from shadow.startup import StartupWarning, probe_candidates, static_warnings
+from shadow.supervisor import ALL_PARTS, API, PROXY
 from storage.db import configure_database, session_scope
 
 log = logging.getLogger(__name__)
@@ -41,16 +56,53 @@ def _store_config_criteria(catalog: Catalog) -> None:
         log.warning("could not store the configured criteria at start-up: %s", exc)
 
 
+def _metrics_text() -> bytes:
+    """This process's metrics, or every process's under `switchover serve` (multiprocess)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
+
+
 def create_app(
-    settings: Settings, config: SwitchoverConfig, publish: Publish | None = None
+    settings: Settings,
+    config: SwitchoverConfig,
+    publish: Publish | None = None,
+    *,
+    parts: frozenset[str] = ALL_PARTS,
+    embedded_worker: bool = True,
 ) -> FastAPI:
-    """The service; `publish` defaults to Celery, tests may hand in their own."""
+    """The service; `publish` defaults to Celery, tests may hand in their own.
+
+    `parts`: the proxy, the readiness API or both. `embedded_worker`: in embedded mode, also
+    run the worker and the periodic work in a thread of this process (`switchover serve`
+    passes False and runs them in worker processes of their own).
+    """
     configure_database(settings.database_url.get_secret_value())
     state: dict[str, Any] = {}
     catalog = catalog_for(config, settings.config_dir(), settings.evaluate_every_s)
+    dependencies = {"database": database_answers}
+    broker = broker_check(settings)
+    if broker is not None:
+        dependencies["broker"] = broker
+    readiness = Readiness(dependencies, timeout_s=settings.broker_publish_timeout_s + 1)
+    warnings: list[StartupWarning] = []
+
+    async def probe(sessions: dict[str, aiohttp.ClientSession]) -> None:
+        # in the background: a candidate that does not answer never holds the start-up up
+        for warning in await probe_candidates(config, catalog, sessions):
+            log.warning("%s", warning.message)
+            warnings.append(warning)
+
+    local_queue = LocalQueue(settings.local_queue_path) if settings.embedded else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if PROXY not in parts:
+            _store_config_criteria(catalog)
+            yield
+            return
         sessions = {
             name: aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60),
@@ -62,24 +114,45 @@ def create_app(
             )
             for name, upstream in config.upstreams.items()
         }
-        if settings.embedded:
+        if settings.embedded and embedded_worker:
             from shadow.broker import create_celery
             from shadow.worker.embedded import start_embedded_worker
             from shadow.worker.measure import build_runtime, configure_evaluators, use_runtime
             from shadow.worker.periodic import Periodic, PeriodicEvaluation
             from shadow.worker.retention import purge_expired
+            from shadow.worker.tasks import sweep_unscored
             from storage.migrate import upgrade
 
             upgrade()
             use_runtime(build_runtime(settings, config))
             configure_evaluators(config)
-            state["worker"] = start_embedded_worker(create_celery(settings), settings)
+            celery_app = create_celery(settings)
+            state["worker"] = start_embedded_worker(celery_app, settings)
             state["evaluation"] = PeriodicEvaluation(catalog, settings.evaluate_every_s)
             state["retention"] = Periodic(
                 lambda: purge_expired(config), settings.purge_every_s, "switchover-retention"
             )
+            state["sweep"] = Periodic(
+                lambda: sweep_unscored(celery_app), settings.sweep_every_s, "switchover-sweep"
+            )
         _store_config_criteria(catalog)
-        mirror = Mirror(publish or CeleryPublisher(settings), settings.shadow_buffer_size)
+        for warning in static_warnings(config, catalog):
+            log.warning("%s", warning.message)
+            warnings.append(warning)
+        state["probe"] = asyncio.get_running_loop().create_task(probe(sessions))
+        redis_url = settings.limiter_redis_url
+        turns: TurnStore = (
+            RedisTurns(redis_url, settings.turn_ttl_s)
+            if redis_url
+            else MemoryTurns(settings.turn_ttl_s)
+        )
+        journal = local_queue.record_dropped if local_queue and publish is None else None
+        mirror = Mirror(
+            publish or CeleryPublisher(settings),
+            settings.shadow_buffer_size,
+            prepare=JobPreparer(config, turns),
+            journal=journal,
+        )
         state["mirror"] = mirror
         live = None
         if any(u.mode != "shadow" or u.rollout is not None for u in config.use_cases.values()):
@@ -88,7 +161,14 @@ def create_app(
             state["live_sync"] = LiveSync(live, catalog, settings.rollout_sync_s)
             await state["live_sync"].sync()
             state["live_sync"].start()
-        state["proxy"] = Proxy(config, sessions, mirror, settings.max_body_bytes, live=live)
+        state["proxy"] = Proxy(
+            config,
+            sessions,
+            mirror,
+            settings.max_body_bytes,
+            live=live,
+            body_timeout_s=settings.body_read_timeout_s,
+        )
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall every request for tens of ms.
         gc.collect()
@@ -96,6 +176,7 @@ def create_app(
         try:
             yield
         finally:
+            state["probe"].cancel()
             if "live_sync" in state:
                 await state["live_sync"].stop()
             mirror.close()
@@ -103,6 +184,8 @@ def create_app(
                 state["evaluation"].stop()
             if "retention" in state:
                 state["retention"].stop()
+            if "sweep" in state:
+                state["sweep"].stop()
             if "worker" in state:
                 state["worker"].stop()
             for session in sessions.values():
@@ -114,9 +197,21 @@ def create_app(
         summary="OpenAI-compatible shadow proxy and migration readiness",
         lifespan=lifespan,
     )
-    install_readiness_api(app, catalog)
-    app.add_middleware(ProxyFastPath, state=state)
+    if API in parts:
+        for domain in (readiness_routes, rollout_routes, cost_routes):
+            app.include_router(domain.create_router(catalog))
+        app.include_router(imports_router())
+    app.add_exception_handler(ReadinessError, render_error)
+    app.add_middleware(ProxyFastPath, state=state, max_header_bytes=settings.max_header_bytes)
+    if PROXY in parts:
+        _install_proxy_routes(app, state)
+    _install_ops_routes(
+        app, state, parts, local_queue if not embedded_worker else None, readiness, warnings
+    )
+    return app
 
+
+def _install_proxy_routes(app: FastAPI, state: dict[str, Any]) -> None:
     def proxy() -> Proxy:
         return state["proxy"]  # type: ignore[no-any-return]
 
@@ -130,11 +225,30 @@ def create_app(
         """OpenAI text completions, answered by the use case's primary."""
         return await proxy().completions(request, "completions")
 
+    @app.post("/v1/responses", tags=["proxy"])
+    async def responses(request: Request) -> Response:
+        """OpenAI Responses, answered by the use case's primary."""
+        return await proxy().completions(request, "responses")
+
+    @app.post("/v1/messages", tags=["proxy"])
+    async def messages(request: Request) -> Response:
+        """Anthropic Messages, answered by the use case's primary."""
+        return await proxy().completions(request, "messages")
+
     @app.get("/v1/models", tags=["proxy"])
     async def models(request: Request) -> Response:
         """The primary's model list."""
         return await proxy().models(request)
 
+
+def _install_ops_routes(
+    app: FastAPI,
+    state: dict[str, Any],
+    parts: frozenset[str],
+    workers: LocalQueue | None,
+    readiness: Readiness,
+    warnings: list[StartupWarning],
+) -> None:
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """The process is up."""
@@ -142,21 +256,33 @@ def create_app(
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
-        """Ready to proxy: the mirror's publisher (and embedded worker) are running."""
-        mirror: Mirror | None = state.get("mirror")
-        checks = {"mirror": bool(mirror and mirror.alive)}
-        if "worker" in state:
-            checks["embedded_worker"] = state["worker"].is_alive()
+        """Ready: the mirror (and embedded worker) run, the broker and the database answer.
+
+        `warnings` name what keeps evidence from coming in (it does not make the service unready).
+        """
+        checks: dict[str, bool] = {}
+        if PROXY in parts:
+            mirror: Mirror | None = state.get("mirror")
+            checks["mirror"] = bool(mirror and mirror.alive)
+            if "worker" in state:
+                checks["embedded_worker"] = state["worker"].is_alive()
+            elif workers is not None:
+                checks["embedded_worker"] = await asyncio.to_thread(workers.workers_alive) > 0
+        checks |= await readiness.results()
         ready = all(checks.values())
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
+            {
+                "status": "ready" if ready else "not ready",
+                "checks": checks,
+                "warnings": [w.as_json() for w in warnings],
+            },
             status_code=200 if ready else 503,
         )
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
         """Prometheus metrics."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(_metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -166,5 +292,3 @@ def create_app(
             "invalid_request_error",
             "not_found",
         )
-
-    return app

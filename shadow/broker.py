@@ -1,4 +1,4 @@
-"""The Celery application both processes talk through: Redis or RabbitMQ, in-process when embedded.
+"""The Celery application the processes talk through: Redis or RabbitMQ, a local file when embedded.
 
 Built by `create_celery` where a process needs it (the proxy's publisher, a worker), never at
 import time.
@@ -12,16 +12,20 @@ from typing import Any
 from celery import Celery
 
 from criteria.readiness.tasks import EVALUATE_ALL
+from evaluators.retry import CONF_KEY as RETRY_CAP_KEY
 from evaluators.tasks import SCORE_PAIRS
-from shadow.jobs import PURGE_EXPIRED
+from shadow.jobs import PURGE_EXPIRED, SWEEP_UNSCORED
+from shadow.localqueue import SCHEME
 from shadow.settings import Settings
 
-EMBEDDED_BROKER = "memory://localhost/"
 
+def create_celery(settings: Settings, bounded: bool = False) -> Celery:
+    """A Celery app whose jobs survive a worker killed mid-task (acks late, requeue on loss).
 
-def create_celery(settings: Settings) -> Celery:
-    """A Celery app whose jobs survive a worker killed mid-task (acks late, requeue on loss)."""
-    app = Celery("switchover", broker=settings.broker_url or EMBEDDED_BROKER)
+    `bounded`: the proxy's publisher, whose shadow jobs the local queue refuses past
+    `shadow_buffer_size` (a worker's retries and scoring jobs are never refused).
+    """
+    app = Celery("switchover", broker=settings.broker_url or f"{SCHEME}://localhost/")
     visibility_s = settings.broker_visibility_timeout_s
     transport_options: dict[str, Any] = {
         "visibility_timeout": visibility_s,
@@ -33,15 +37,18 @@ def create_celery(settings: Settings) -> Celery:
         "socket_timeout": settings.broker_publish_timeout_s,
     }
     if settings.embedded:
-        transport_options = {"polling_interval": 0.05}
+        bounds = {settings.queue: settings.shadow_buffer_size} if bounded else {}
+        transport_options = {"path": str(settings.local_queue_path), "bounds": bounds}
     app.conf.update(
         include=["shadow.worker.tasks", "criteria.readiness.tasks", "evaluators.tasks"],
         task_routes={SCORE_PAIRS: {"queue": settings.scoring_queue_name}},
         beat_schedule={
             "evaluate-readiness": {"task": EVALUATE_ALL, "schedule": settings.evaluate_every_s},
             "purge-expired-pairs": {"task": PURGE_EXPIRED, "schedule": settings.purge_every_s},
+            "sweep-unscored-pairs": {"task": SWEEP_UNSCORED, "schedule": settings.sweep_every_s},
         },
         task_default_queue=settings.queue,
+        **{RETRY_CAP_KEY: settings.retry_max_countdown_s},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

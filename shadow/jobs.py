@@ -14,10 +14,16 @@ from pydantic import BaseModel
 # beat send them): names, not imports, so that the proxy never loads the worker's code.
 MIRROR_PAIR = "shadow.mirror_pair"
 PURGE_EXPIRED = "shadow.purge_expired"
+SWEEP_UNSCORED = "shadow.sweep_unscored"
 
 # The endpoints served, by the name a job and a stored pair carry, and their path under an
-# upstream's base URL (the proxy serves the same paths under `/v1`).
-ENDPOINT_PATHS = {"chat.completions": "/chat/completions", "completions": "/completions"}
+# upstream's API root (`Upstream.url`; the proxy serves the same paths under `/v1`).
+ENDPOINT_PATHS = {
+    "chat.completions": "/chat/completions",
+    "completions": "/completions",
+    "responses": "/responses",
+    "messages": "/messages",
+}
 
 
 class PrimaryCapture(BaseModel):
@@ -65,6 +71,17 @@ class ShadowJob(BaseModel):
     feature: str | None = None
     # the noise re-ask the proxy made itself, with the client's own key (never stored here)
     noise: PrimaryCapture | None = None
+    # the request as the candidate gets it, when that differs from `request_body`: translated
+    # to the form its upstream serves, or with the earlier Responses turns written in
+    candidate_endpoint: str | None = None
+    candidate_request: str | None = None
+    # a Responses turn kept for later turns only: never mirrored, never leaves the proxy
+    turn_only: bool = False
+    # which of the use case's candidates this job is for
+    candidate_name: str = "default"
+    # whether this job may re-ask the primary: of the jobs one request gives its candidates,
+    # one does, so that a single re-ask serves them all
+    reask: bool = True
 
 
 def unit_interval(pair_id: str, salt: str) -> float:

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 
-def uvicorn_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(app: FastAPI, host: str, port: int, access_log: bool = False) -> uvicorn.Config:
     """The server settings the proxy is measured with: uvloop, httptools, no access log."""
     return uvicorn.Config(
         app,
@@ -20,9 +20,12 @@ def uvicorn_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
         port=port,
         loop="uvloop",
         http="httptools",
-        log_level="warning",
-        access_log=False,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
+        # idle keep-alive connections close after a minute; a body that trickles in is cut off
+        # by the proxy's own read timeout (SWITCHOVER_BODY_READ_TIMEOUT_S)
         timeout_keep_alive=60,
+        h11_max_incomplete_event_size=64 * 1024,
         backlog=4096,
     )
 

@@ -1,7 +1,7 @@
 """Incremental score aggregates: what the verdict needs, kept current as scores are written.
 
-Two tables, both keyed by use case, feature tag ('' when untagged) and series (a metric, or a
-per-pair series derived from two metrics, see `DERIVED`):
+Two tables, both keyed by use case, candidate, feature tag ('' when untagged) and series (a
+metric, or a per-pair series derived from two metrics, see `DERIVED`):
 
 - `score_aggregates`, per 10 minutes of pair arrival: count, count of non-zero values, sum
   and sum of squares. Proportions need the counts; means need only the count, sum and sum of
@@ -56,7 +56,8 @@ BUCKET_S = 600
 _EXPONENT_OFFSET = 400
 _POW10 = np.array([float(f"1e{i}") for i in range(400)])
 
-Key = tuple[str, str, str, int]  # use case, feature, series, bucket or bin
+Key = tuple[str, str, str, str, int]  # use case, candidate, feature, series, bucket or bin
+PairKey = tuple[str, str, str, int]  # use case, candidate, feature, bucket
 
 
 def derived_value(operation: str, first: float, second: float) -> float | None:
@@ -155,24 +156,24 @@ class _Deltas:
 
     def __init__(self) -> None:
         self.sums: dict[Key, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
-        self.values: list[tuple[str, str, str, float, int]] = []
+        self.values: list[tuple[str, str, str, str, float, int]] = []
 
-    def add(self, key: tuple[str, str, int], series: str, value: float, sign: int) -> None:
-        use_case, feature, bucket = key
-        row = self.sums[(use_case, feature, series, bucket)]
+    def add(self, key: PairKey, series: str, value: float, sign: int) -> None:
+        use_case, candidate, feature, bucket = key
+        row = self.sums[(use_case, candidate, feature, series, bucket)]
         row[0] += sign
         row[1] += sign if value != 0 else 0
         row[2] += sign * value
         row[3] += sign * value * value
-        self.values.append((use_case, feature, series, value, sign))
+        self.values.append((use_case, candidate, feature, series, value, sign))
 
-    def count_pair(self, key: tuple[str, str, int], sign: int) -> None:
+    def count_pair(self, key: PairKey, sign: int) -> None:
         """One pair stored (or deleted)."""
-        use_case, feature, bucket = key
-        self.sums[(use_case, feature, PAIRS, bucket)][0] += sign
+        use_case, candidate, feature, bucket = key
+        self.sums[(use_case, candidate, feature, PAIRS, bucket)][0] += sign
 
     def add_pair(
-        self, key: tuple[str, str, int], values: dict[str, float], changed: set[str], sign: int
+        self, key: PairKey, values: dict[str, float], changed: set[str], sign: int
     ) -> None:
         """One pair's `changed` metrics, and the derived series they take part in."""
         for metric in changed:
@@ -188,9 +189,10 @@ class _Deltas:
         sums = [
             {
                 "use_case": key[0],
-                "feature": key[1],
-                "series": key[2],
-                "bucket": key[3],
+                "candidate": key[1],
+                "feature": key[2],
+                "series": key[3],
+                "bucket": key[4],
                 "n": int(row[0]),
                 "nonzero": int(row[1]),
                 "total": row[2],
@@ -204,15 +206,24 @@ class _Deltas:
             connection,
             ScoreAggregate,
             sums,
-            conflict=["use_case", "series", "feature", "bucket"],
+            conflict=["use_case", "candidate", "series", "feature", "bucket"],
             update=dict.fromkeys(("n", "nonzero", "total", "total_sq"), _plus),
         )
         counted: dict[Key, int] = defaultdict(int)
-        codes = bin_codes(np.fromiter((v[3] for v in self.values), float, len(self.values)))
-        for (use_case, feature, series, _, sign), code in zip(self.values, codes, strict=True):
-            counted[(use_case, feature, series, int(code))] += sign
+        codes = bin_codes(np.fromiter((v[4] for v in self.values), float, len(self.values)))
+        for (use_case, candidate, feature, series, _, sign), code in zip(
+            self.values, codes, strict=True
+        ):
+            counted[(use_case, candidate, feature, series, int(code))] += sign
         bins = [
-            {"use_case": k[0], "feature": k[1], "series": k[2], "bin": k[3], "n": n}
+            {
+                "use_case": k[0],
+                "candidate": k[1],
+                "feature": k[2],
+                "series": k[3],
+                "bin": k[4],
+                "n": n,
+            }
             for k, n in sorted(counted.items())
             if n
         ]
@@ -220,7 +231,7 @@ class _Deltas:
             connection,
             ScoreHistogram,
             bins,
-            conflict=["use_case", "series", "feature", "bin"],
+            conflict=["use_case", "candidate", "series", "feature", "bin"],
             update={"n": _plus},
         )
         if any(row[0] < 0 for row in self.sums.values()):
@@ -243,14 +254,18 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
         yield items[start : start + size]
 
 
-def _pair_keys(connection: Connection, pair_ids: Sequence[str]) -> dict[str, tuple[str, str, int]]:
-    keys: dict[str, tuple[str, str, int]] = {}
+def _pair_keys(connection: Connection, pair_ids: Sequence[str]) -> dict[str, PairKey]:
+    keys: dict[str, PairKey] = {}
     for chunk in _chunks(pair_ids):
         query = select(
-            RequestPair.id, RequestPair.use_case, RequestPair.feature, RequestPair.created_at
+            RequestPair.id,
+            RequestPair.use_case,
+            RequestPair.candidate_name,
+            RequestPair.feature,
+            RequestPair.created_at,
         ).where(RequestPair.id.in_(chunk))
-        for pair_id, use_case, feature, created_at in connection.execute(query):
-            keys[pair_id] = (use_case, feature or "", bucket_of(created_at))
+        for pair_id, use_case, candidate, feature, created_at in connection.execute(query):
+            keys[pair_id] = (use_case, candidate, feature or "", bucket_of(created_at))
     return keys
 
 
@@ -303,33 +318,34 @@ def remove_scores(session: Session, rows: Sequence[tuple[str, str, float | None]
     return len(rows)
 
 
-def _count_pairs(
-    connection: Connection, pairs: Iterable[tuple[str, str | None, datetime]], sign: int
-) -> None:
+PairRow = tuple[str, str, str | None, datetime]  # use case, candidate, feature, arrival
+
+
+def _count_pairs(connection: Connection, pairs: Iterable[PairRow], sign: int) -> None:
     deltas = _Deltas()
-    for use_case, feature, created_at in pairs:
-        deltas.count_pair((use_case, feature or "", bucket_of(created_at)), sign)
+    for use_case, candidate, feature, created_at in pairs:
+        deltas.count_pair((use_case, candidate, feature or "", bucket_of(created_at)), sign)
     deltas.write(connection)
 
 
-def add_pairs(session: Session, pairs: Iterable[tuple[str, str | None, datetime]]) -> None:
-    """Count newly stored (use case, feature, arrival) pairs."""
+def add_pairs(session: Session, pairs: Iterable[PairRow]) -> None:
+    """Count newly stored (use case, candidate, feature, arrival) pairs."""
     _count_pairs(session.connection(), pairs, +1)
 
 
-def remove_pairs(session: Session, pairs: Iterable[tuple[str, str | None, datetime]]) -> None:
-    """Stop counting deleted (use case, feature, arrival) pairs."""
+def remove_pairs(session: Session, pairs: Iterable[PairRow]) -> None:
+    """Stop counting deleted (use case, candidate, feature, arrival) pairs."""
     _count_pairs(session.connection(), pairs, -1)
 
 
-def pair_count(session: Session, use_case: str) -> int:
-    """How many pairs of a use case are stored."""
-    total = session.scalar(
-        select(func.sum(ScoreAggregate.n)).where(
-            ScoreAggregate.use_case == use_case, ScoreAggregate.series == PAIRS
-        )
+def pair_count(session: Session, use_case: str, candidate: str | None = None) -> int:
+    """How many pairs of a use case (of one candidate, or all) are stored."""
+    query = select(func.sum(ScoreAggregate.n)).where(
+        ScoreAggregate.use_case == use_case, ScoreAggregate.series == PAIRS
     )
-    return int(total or 0)
+    if candidate is not None:
+        query = query.where(ScoreAggregate.candidate == candidate)
+    return int(session.scalar(query) or 0)
 
 
 @event.listens_for(Session, "after_flush")
@@ -337,7 +353,9 @@ def _written_through_the_orm(session: Session, _context: Any) -> None:
     pairs = [obj for obj in session.new if isinstance(obj, RequestPair)]
     if pairs:
         _count_pairs(
-            session.connection(), [(p.use_case, p.feature, p.created_at) for p in pairs], +1
+            session.connection(),
+            [(p.use_case, p.candidate_name, p.feature, p.created_at) for p in pairs],
+            +1,
         )
     added = [obj for obj in session.new if isinstance(obj, Score)]
     if added:
@@ -361,14 +379,22 @@ def _rebuild(connection: Connection, use_case: str, pairs_per_round: int = 20000
     last = ""
     while True:
         pairs = connection.execute(
-            select(RequestPair.id, RequestPair.feature, RequestPair.created_at)
+            select(
+                RequestPair.id,
+                RequestPair.candidate_name,
+                RequestPair.feature,
+                RequestPair.created_at,
+            )
             .where(RequestPair.use_case == use_case, RequestPair.id > last)
             .order_by(RequestPair.id)
             .limit(pairs_per_round)
         ).all()
         if not pairs:
             break
-        keys = {p: (use_case, feature or "", bucket_of(at)) for p, feature, at in pairs}
+        keys: dict[str, PairKey] = {
+            p: (use_case, candidate, feature or "", bucket_of(at))
+            for p, candidate, feature, at in pairs
+        }
         values: dict[str, dict[str, float]] = defaultdict(dict)
         query = (
             select(Score.pair_id, Score.metric, Score.value)
@@ -394,15 +420,23 @@ def _rebuild(connection: Connection, use_case: str, pairs_per_round: int = 20000
 # --- reading --------------------------------------------------------------------------------
 
 
-def _filters(model: Any, use_case: str, series: str, feature: str | None) -> list[Any]:
+def _filters(
+    model: Any, use_case: str, series: str, feature: str | None, candidate: str | None
+) -> list[Any]:
     found = [model.use_case == use_case, model.series == series]
     if feature is not None:
         found.append(model.feature == feature)
+    if candidate is not None:
+        found.append(model.candidate == candidate)
     return found
 
 
 def bucket_sums(
-    session: Session, use_case: str, series: str, feature: str | None = None
+    session: Session,
+    use_case: str,
+    series: str,
+    feature: str | None = None,
+    candidate: str | None = None,
 ) -> list[tuple[int, int, float, float]]:
     """(bucket, count, sum, sum of squares) of each 10-minute bucket holding samples, in order."""
     rows = session.execute(
@@ -412,7 +446,7 @@ def bucket_sums(
             func.sum(ScoreAggregate.total),
             func.sum(ScoreAggregate.total_sq),
         )
-        .where(*_filters(ScoreAggregate, use_case, series, feature))
+        .where(*_filters(ScoreAggregate, use_case, series, feature, candidate))
         .group_by(ScoreAggregate.bucket)
         .order_by(ScoreAggregate.bucket)
     ).all()
@@ -420,24 +454,32 @@ def bucket_sums(
 
 
 def totals(
-    session: Session, use_case: str, series: str, feature: str | None = None
+    session: Session,
+    use_case: str,
+    series: str,
+    feature: str | None = None,
+    candidate: str | None = None,
 ) -> tuple[int, int]:
     """(count, non-zero count) of a series."""
     n, nonzero = session.execute(
         select(func.sum(ScoreAggregate.n), func.sum(ScoreAggregate.nonzero)).where(
-            *_filters(ScoreAggregate, use_case, series, feature)
+            *_filters(ScoreAggregate, use_case, series, feature, candidate)
         )
     ).one()
     return int(n or 0), int(nonzero or 0)
 
 
 def histogram(
-    session: Session, use_case: str, series: str, feature: str | None = None
+    session: Session,
+    use_case: str,
+    series: str,
+    feature: str | None = None,
+    candidate: str | None = None,
 ) -> list[tuple[int, int]]:
     """(bin code, count) of a series, in the order of the values."""
     rows = session.execute(
         select(ScoreHistogram.bin, func.sum(ScoreHistogram.n))
-        .where(*_filters(ScoreHistogram, use_case, series, feature))
+        .where(*_filters(ScoreHistogram, use_case, series, feature, candidate))
         .group_by(ScoreHistogram.bin)
         .order_by(ScoreHistogram.bin)
     ).all()
@@ -445,9 +487,17 @@ def histogram(
 
 
 def raw_values(
-    session: Session, use_case: str, metrics: Sequence[str], feature: str | None = None
+    session: Session,
+    use_case: str,
+    metrics: Sequence[str],
+    feature: str | None = None,
+    candidate: str | None = None,
+    source: str | None = None,
 ) -> Sequence[tuple[str, str, float, datetime]]:
-    """(pair id, metric, value, arrival) of the scored metrics, in arrival order."""
+    """(pair id, metric, value, arrival) of the scored metrics, in arrival order.
+
+    `source` ("live" or "import") keeps only the pairs of that source.
+    """
     query = (
         select(Score.pair_id, Score.metric, Score.value, RequestPair.created_at)
         .join(RequestPair, RequestPair.id == Score.pair_id)
@@ -460,4 +510,8 @@ def raw_values(
     )
     if feature is not None:
         query = query.where(RequestPair.feature == feature)
+    if candidate is not None:
+        query = query.where(RequestPair.candidate_name == candidate)
+    if source is not None:
+        query = query.where(RequestPair.source == source)
     return session.execute(query).tuples().all()  # type: ignore[return-value]

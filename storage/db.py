@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -18,9 +19,23 @@ _configured_url: str | None = None
 
 
 def configure_database(url: str | None) -> None:
-    """Make `url` this process's database (None: back to the environment's)."""
+    """Make `url` this process's database (None: back to the environment's).
+
+    A relative SQLite path is taken from the current directory now, so that an engine made
+    later (and cached by URL) cannot open a file of the same name somewhere else.
+    """
     global _configured_url
-    _configured_url = url
+    _configured_url = _absolute_sqlite(url) if url is not None else None
+
+
+def _absolute_sqlite(url: str) -> str:
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return url
+    if path.startswith("file:") or Path(path).is_absolute():
+        return url
+    return parsed.set(database=str(Path(path).resolve())).render_as_string(hide_password=False)
 
 
 def database_url() -> str:

@@ -1,5 +1,9 @@
 """SQLAlchemy models: use cases, request pairs, noise re-asks, scores, criteria, decisions.
 
+A pair comes from live shadowing (`source` "live") or from an import of captured traffic
+(`source` "import", `import_id` naming the import); an imported pair's primary side is the
+recorded answer, whose latency is NULL ("not measured") when the capture did not record it.
+
 No column ever holds an `Authorization` header or an API key: the shadow job never carries them.
 Text columns hold what the use case's `privacy:` lets through (redacted, or nothing at all); the
 `*_sha256` columns hold the hash of that same text, so identical requests and answers can still
@@ -60,13 +64,25 @@ class UseCase(Base):
 
 
 class RequestPair(Base):
-    """One request answered by the primary and replayed to the candidate."""
+    """One request answered by the primary and replayed to one candidate (`candidate_name`)."""
 
     __tablename__ = "request_pairs"
-    __table_args__ = (Index("ix_request_pairs_use_case_created_at", "use_case", "created_at"),)
+    __table_args__ = (
+        Index("ix_request_pairs_use_case_created_at", "use_case", "created_at"),
+        Index("ix_request_pairs_use_case_source", "use_case", "source", "import_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     use_case: Mapped[str] = mapped_column(ForeignKey("use_cases.name", ondelete="CASCADE"))
+    candidate_name: Mapped[str] = mapped_column(
+        String(64), default="default", server_default="default", comment="which candidate answered"
+    )
+    source: Mapped[str] = mapped_column(
+        String(20), default="live", server_default="live", comment="live or import"
+    )
+    import_id: Mapped[str | None] = mapped_column(
+        ForeignKey("imports.id", ondelete="SET NULL"), comment="the import an imported pair is of"
+    )
     endpoint: Mapped[str] = mapped_column(String(40))
     feature: Mapped[str | None] = mapped_column(
         String(200), comment="feature tag from X-Switchover-Feature, for criteria segments"
@@ -91,7 +107,9 @@ class RequestPair(Base):
     primary_sha256: Mapped[str | None] = mapped_column(String(64))
     primary_tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
     primary_finish_reason: Mapped[str | None] = mapped_column(String(40))
-    primary_latency_ms: Mapped[float] = mapped_column(Float)
+    primary_latency_ms: Mapped[float | None] = mapped_column(
+        Float, comment="NULL: not measured (an import that did not record it)"
+    )
     primary_ttft_ms: Mapped[float | None] = mapped_column(Float)
     primary_tpot_ms: Mapped[float | None] = mapped_column(Float)
     primary_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -110,6 +128,40 @@ class RequestPair(Base):
     candidate_completion_tokens: Mapped[int | None] = mapped_column(Integer)
     candidate_error: Mapped[str | None] = mapped_column(Text)
     candidate_error_kind: Mapped[str | None] = mapped_column(String(40))
+
+
+class Import(Base):
+    """One import of captured traffic (`switchover import`), with its counts.
+
+    Its id is fixed by the use case, the format and the files' contents, so importing the
+    same files again finds it (and continues it) instead of starting another.
+    """
+
+    __tablename__ = "imports"
+    __table_args__ = (Index("ix_imports_use_case_started_at", "use_case", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    use_case: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(40))
+    files: Mapped[list[Any]] = mapped_column(JSON, comment="file names, as given")
+    state: Mapped[str] = mapped_column(String(20), comment="running, interrupted or complete")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rate: Mapped[float | None] = mapped_column(
+        Float, comment="requests/s the candidate was asked at (its latency is at this pace)"
+    )
+    read: Mapped[int] = mapped_column(Integer, default=0, comment="records read")
+    stored: Mapped[int] = mapped_column(Integer, default=0, comment="records taken in")
+    skipped: Mapped[int] = mapped_column(Integer, default=0, comment="bad or errored records")
+    failed: Mapped[int] = mapped_column(
+        Integer, default=0, comment="of the skipped: records the capture marks as errors"
+    )
+    duplicates: Mapped[int] = mapped_column(
+        Integer, default=0, comment="records already imported (same record key)"
+    )
+    errors: Mapped[list[Any]] = mapped_column(
+        JSON, comment="the first problems, `file:line: reason`"
+    )
 
 
 class NoiseReask(Base):
@@ -173,6 +225,7 @@ class Decision(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     use_case: Mapped[str] = mapped_column(String(200))
+    candidate: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     criteria_version_id: Mapped[int | None] = mapped_column(ForeignKey("criteria_versions.id"))
     verdict: Mapped[str] = mapped_column(String(30))
     evaluated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -200,6 +253,7 @@ class CapacityRun(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     use_case: Mapped[str] = mapped_column(String(200))
+    candidate: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime] = mapped_column(default=utcnow)
     target: Mapped[str] = mapped_column(String(500), comment="candidate base URL and model")
@@ -218,6 +272,9 @@ class RolloutState(Base):
     use_case: Mapped[str] = mapped_column(String(200), primary_key=True)
     percent: Mapped[float] = mapped_column(Float, comment="share of live traffic to the candidate")
     since: Mapped[datetime] = mapped_column(default=utcnow, comment="when this step began")
+    candidate: Mapped[str | None] = mapped_column(
+        String(64), comment="the candidate taking live traffic; NULL: the lead one"
+    )
 
 
 class RolloutEvent(Base):
@@ -233,6 +290,9 @@ class RolloutEvent(Base):
         String(30), comment="advance, rollback, auto_rollback or verdict_change"
     )
     actor: Mapped[str] = mapped_column(String(200), comment="token name, or `switchover`")
+    candidate: Mapped[str | None] = mapped_column(
+        String(64), comment="the candidate the change moved; NULL: the lead one"
+    )
     from_percent: Mapped[float] = mapped_column(Float)
     to_percent: Mapped[float] = mapped_column(Float)
     verdict: Mapped[str | None] = mapped_column(String(30), comment="the verdict at the time")
@@ -262,6 +322,7 @@ class ScoreAggregate(Base):
     __tablename__ = "score_aggregates"
 
     use_case: Mapped[str] = mapped_column(String(200), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String(64), primary_key=True, default="default")
     series: Mapped[str] = mapped_column(String(220), primary_key=True, comment="metric or derived")
     feature: Mapped[str] = mapped_column(String(200), primary_key=True, comment="'' when untagged")
     bucket: Mapped[int] = mapped_column(
@@ -279,7 +340,25 @@ class ScoreHistogram(Base):
     __tablename__ = "score_histograms"
 
     use_case: Mapped[str] = mapped_column(String(200), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String(64), primary_key=True, default="default")
     series: Mapped[str] = mapped_column(String(220), primary_key=True)
     feature: Mapped[str] = mapped_column(String(200), primary_key=True)
     bin: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class DeadLetter(Base):
+    """An accepted shadow job that did not become a stored pair, and why (never forgotten).
+
+    `kind` `scoring_not_queued` marks a stored pair whose scoring could not be queued (the
+    broker was down): the periodic sweep queues it and removes the row.
+    """
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pair_id: Mapped[str] = mapped_column(String(36), index=True)
+    use_case: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    error: Mapped[str | None] = mapped_column(Text, comment="the reason, without request text")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,11 +11,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage import aggregates
+from storage.aggregates import PAIRS
 from storage.models import (
     ApiToken,
     CapacityRun,
     CriteriaVersion,
+    DeadLetter,
     Decision,
+    Import,
     LiveCount,
     NoiseReask,
     RequestPair,
@@ -57,17 +60,28 @@ def insert_pair(session: Session, pair: PairCreate) -> bool:
     values["primary_status_code"] = pair.primary.status_code or 200
     if not _insert_ignoring_duplicates(session, RequestPair, values):
         return False
-    aggregates.add_pairs(session, [(pair.use_case, pair.feature, pair.created_at)])
+    aggregates.add_pairs(
+        session, [(pair.use_case, pair.candidate_name, pair.feature, pair.created_at)]
+    )
     if pair.noise is not None:
         session.add(NoiseReask(pair_id=pair.id, **pair.noise.model_dump()))
     return True
 
 
-def count_pairs(session: Session, use_case: str | None = None) -> int:
-    """How many pairs are stored (for one use case, or all)."""
+def count_pairs(
+    session: Session,
+    use_case: str | None = None,
+    since: datetime | None = None,
+    candidate: str | None = None,
+) -> int:
+    """How many pairs are stored (for one use case, or all; received since a time, or ever)."""
     query = select(func.count()).select_from(RequestPair)
     if use_case is not None:
         query = query.where(RequestPair.use_case == use_case)
+    if candidate is not None:
+        query = query.where(RequestPair.candidate_name == candidate)
+    if since is not None:
+        query = query.where(RequestPair.created_at >= since)
     return int(session.scalar(query) or 0)
 
 
@@ -101,28 +115,33 @@ def add_decision(session: Session, decision: Decision) -> Decision:
     return decision
 
 
-def list_decisions(session: Session, use_case: str, limit: int = 100) -> Sequence[Decision]:
-    """Stored verdicts of a use case, newest first."""
+def list_decisions(
+    session: Session, use_case: str, limit: int = 100, candidate: str = "default"
+) -> Sequence[Decision]:
+    """Stored verdicts of a use case's candidate, newest first."""
     return session.scalars(
         select(Decision)
-        .where(Decision.use_case == use_case)
+        .where(Decision.use_case == use_case, Decision.candidate == candidate)
         .order_by(Decision.evaluated_at.desc(), Decision.id.desc())
         .limit(limit)
     ).all()
 
 
-def pair_window(session: Session, use_case: str) -> tuple[int, datetime | None, datetime | None]:
-    """How many pairs a use case has, and when the first and the last were received.
+def pair_window(
+    session: Session, use_case: str, candidate: str | None = None
+) -> tuple[int, datetime | None, datetime | None]:
+    """How many pairs a use case (one candidate, or all) has, and the first and last arrival.
 
     The count is the aggregates' (kept with every pair stored or deleted): counting the rows
     would read all of them.
     """
-    first, last = session.execute(
-        select(func.min(RequestPair.created_at), func.max(RequestPair.created_at)).where(
-            RequestPair.use_case == use_case
-        )
-    ).one()
-    return aggregates.pair_count(session, use_case), first, last
+    query = select(func.min(RequestPair.created_at), func.max(RequestPair.created_at)).where(
+        RequestPair.use_case == use_case
+    )
+    if candidate is not None:
+        query = query.where(RequestPair.candidate_name == candidate)
+    first, last = session.execute(query).one()
+    return aggregates.pair_count(session, use_case, candidate), first, last
 
 
 def add_token(session: Session, name: str, role: str, token_sha256: str) -> ApiToken:
@@ -138,6 +157,17 @@ def token_by_hash(session: Session, token_sha256: str) -> ApiToken | None:
     return session.scalars(select(ApiToken).where(ApiToken.token_sha256 == token_sha256)).first()
 
 
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every stored token, oldest first."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def delete_token(session: Session, row: ApiToken) -> None:
+    """Remove a token: requests bearing it are refused from now on."""
+    session.delete(row)
+    session.flush()
+
+
 def add_capacity_run(session: Session, run: CapacityRun) -> CapacityRun:
     """Store a replay run."""
     session.add(run)
@@ -145,21 +175,27 @@ def add_capacity_run(session: Session, run: CapacityRun) -> CapacityRun:
     return run
 
 
-def list_capacity_runs(session: Session, use_case: str, limit: int = 50) -> Sequence[CapacityRun]:
-    """Replay runs of a use case, newest first."""
+def list_capacity_runs(
+    session: Session, use_case: str, limit: int = 50, candidate: str | None = None
+) -> Sequence[CapacityRun]:
+    """Replay runs of a use case (of one candidate, or all), newest first."""
+    query = select(CapacityRun).where(CapacityRun.use_case == use_case)
+    if candidate is not None:
+        query = query.where(CapacityRun.candidate == candidate)
     return session.scalars(
-        select(CapacityRun)
-        .where(CapacityRun.use_case == use_case)
-        .order_by(CapacityRun.started_at.desc(), CapacityRun.id.desc())
-        .limit(limit)
+        query.order_by(CapacityRun.started_at.desc(), CapacityRun.id.desc()).limit(limit)
     ).all()
 
 
-def latest_capacity(session: Session, use_case: str) -> float | None:
-    """`capacity.rps_at_slo` of the newest replay run of a use case that found one."""
+def latest_capacity(session: Session, use_case: str, candidate: str = "default") -> float | None:
+    """`capacity.rps_at_slo` of the newest replay run of a candidate that found one."""
     query = (
         select(CapacityRun.rps_at_slo)
-        .where(CapacityRun.use_case == use_case, CapacityRun.rps_at_slo.is_not(None))
+        .where(
+            CapacityRun.use_case == use_case,
+            CapacityRun.candidate == candidate,
+            CapacityRun.rps_at_slo.is_not(None),
+        )
         .order_by(CapacityRun.started_at.desc(), CapacityRun.id.desc())
         .limit(1)
     )
@@ -179,6 +215,7 @@ def captured_requests(
                 RequestPair.request_body,
             )
             .where(RequestPair.use_case == use_case, RequestPair.request_body.is_not(None))
+            .distinct()  # a request mirrored to several candidates is stored once for each
             .order_by(RequestPair.created_at.desc())
             .limit(limit)
         )
@@ -188,22 +225,21 @@ def captured_requests(
     return list(reversed(rows))  # type: ignore[arg-type]
 
 
-def traffic_summary(session: Session, use_case: str) -> tuple[float | None, int, int]:
-    """Summed `cost.primary_usd`, how many pairs have it, and the busiest minute's pair count."""
-    total, priced = session.execute(
-        select(func.sum(Score.value), func.count(Score.value))
-        .join(RequestPair, RequestPair.id == Score.pair_id)
-        .where(RequestPair.use_case == use_case, Score.metric == "cost.primary_usd")
-    ).one()
-    times = session.scalars(
-        select(RequestPair.created_at).where(RequestPair.use_case == use_case)
-    ).all()
-    per_minute: dict[tuple[int, ...], int] = {}
-    for moment in times:
-        key = moment.timetuple()[:5]
-        per_minute[key] = per_minute.get(key, 0) + 1
-    busiest = max(per_minute.values(), default=0)
-    return (float(total) if total is not None else None), int(priced or 0), busiest
+def traffic_summary(
+    session: Session, use_case: str, candidate: str | None = None
+) -> tuple[float | None, int, int]:
+    """Summed `cost.primary_usd`, how many pairs have it, and the busiest bucket's pair count.
+
+    From the score aggregates' 10-minute buckets (`aggregates.BUCKET_S`): no pair or score row
+    is read, however many are stored. With `candidate`, over that candidate's pairs only (its
+    own sample of the traffic).
+    """
+    costs = aggregates.bucket_sums(session, use_case, "cost.primary_usd", candidate=candidate)
+    priced = sum(n for _, n, _, _ in costs)
+    total = sum(value for _, _, value, _ in costs) if priced else None
+    pairs = aggregates.bucket_sums(session, use_case, PAIRS, candidate=candidate)
+    busiest = max((n for _, n, _, _ in pairs), default=0)
+    return total, priced, busiest
 
 
 def rollout_state(session: Session, use_case: str, lock: bool = False) -> RolloutState | None:
@@ -220,15 +256,15 @@ def rollout_states(session: Session) -> Sequence[RolloutState]:
 
 
 def set_rollout_state(
-    session: Session, use_case: str, percent: float, since: datetime
+    session: Session, use_case: str, percent: float, since: datetime, candidate: str | None = None
 ) -> RolloutState:
-    """Store a use case's live percentage and when it was set."""
+    """Store a use case's live percentage, when it was set and which candidate takes it."""
     row = session.get(RolloutState, use_case)
     if row is None:
-        row = RolloutState(use_case=use_case, percent=percent, since=since)
+        row = RolloutState(use_case=use_case, percent=percent, since=since, candidate=candidate)
         session.add(row)
     else:
-        row.percent, row.since = percent, since
+        row.percent, row.since, row.candidate = percent, since, candidate
     session.flush()
     return row
 
@@ -342,9 +378,109 @@ def delete_pairs(session: Session, pair_ids: Sequence[str]) -> tuple[int, int, i
     scores = aggregates.remove_scores(session, list(removed))
     noise = deleted(NoiseReask, NoiseReask.pair_id)
     gone = session.execute(
-        select(RequestPair.use_case, RequestPair.feature, RequestPair.created_at).where(
-            RequestPair.id.in_(ids)
-        )
+        select(
+            RequestPair.use_case,
+            RequestPair.candidate_name,
+            RequestPair.feature,
+            RequestPair.created_at,
+        ).where(RequestPair.id.in_(ids))
     ).tuples()
     aggregates.remove_pairs(session, list(gone))
     return deleted(RequestPair, RequestPair.id), scores, noise
+
+
+def add_dead_letter(
+    session: Session, pair_id: str, use_case: str, kind: str, error: str | None
+) -> None:
+    """Record an accepted shadow job that was not stored, or a pair whose scoring waits."""
+    session.add(DeadLetter(pair_id=pair_id, use_case=use_case, kind=kind, error=error))
+
+
+def dead_letters(session: Session, kind: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+    """Recorded dead letters, oldest first (of one kind)."""
+    query = select(DeadLetter).order_by(DeadLetter.id).limit(limit)
+    if kind is not None:
+        query = query.where(DeadLetter.kind == kind)
+    return list(session.scalars(query))
+
+
+def remove_dead_letters(session: Session, ids: Sequence[int]) -> None:
+    """Forget dead letters that were dealt with (a pair whose scoring is queued now)."""
+    if ids:
+        session.execute(delete(DeadLetter).where(DeadLetter.id.in_(list(ids))))
+
+
+def has_scores(session: Session, pair_id: str) -> bool:
+    """Whether any score of the pair is stored."""
+    return session.scalar(select(Score.id).where(Score.pair_id == pair_id).limit(1)) is not None
+
+
+def get_import(session: Session, import_id: str) -> Import | None:
+    """An import by id."""
+    return session.get(Import, import_id)
+
+
+def add_import(session: Session, row: Import) -> Import:
+    """Store a new import."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_imports(session: Session, use_case: str | None = None, limit: int = 100) -> list[Import]:
+    """Imports, newest first (of one use case, or all)."""
+    query = select(Import)
+    if use_case is not None:
+        query = query.where(Import.use_case == use_case)
+    return list(session.scalars(query.order_by(Import.started_at.desc(), Import.id).limit(limit)))
+
+
+def import_progress(session: Session, import_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(pairs stored, pairs scored) of each import."""
+    if not import_ids:
+        return {}
+    scored = select(Score.pair_id).where(Score.pair_id == RequestPair.id).exists()
+    rows = session.execute(
+        select(
+            RequestPair.import_id,
+            func.count(),
+            func.count().filter(scored),
+        )
+        .where(RequestPair.import_id.in_(list(import_ids)))
+        .group_by(RequestPair.import_id)
+    ).tuples()
+    found = {import_id: (int(n), int(done)) for import_id, n, done in rows if import_id}
+    return {import_id: found.get(import_id, (0, 0)) for import_id in import_ids}
+
+
+def existing_pair_ids(session: Session, pair_ids: Sequence[str]) -> set[str]:
+    """Those of `pair_ids` that are stored."""
+    found: set[str] = set()
+    ids = list(pair_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found.update(session.scalars(select(RequestPair.id).where(RequestPair.id.in_(chunk))))
+    return found
+
+
+def pair_imports(session: Session, pair_ids: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(pair id, import id or None) of the stored pairs among `pair_ids`."""
+    found: list[tuple[str, str | None]] = []
+    ids = list(pair_ids)
+    for start in range(0, len(ids), 500):
+        query = select(RequestPair.id, RequestPair.import_id).where(
+            RequestPair.id.in_(ids[start : start + 500])
+        )
+        found += session.execute(query).tuples().all()
+    return found
+
+
+def source_counts(session: Session, use_case: str) -> list[tuple[str, str | None, int]]:
+    """(source, import id, pairs) of a use case's stored pairs: live, and each import."""
+    rows = session.execute(
+        select(RequestPair.source, RequestPair.import_id, func.count())
+        .where(RequestPair.use_case == use_case)
+        .group_by(RequestPair.source, RequestPair.import_id)
+        .order_by(RequestPair.source, RequestPair.import_id)
+    ).tuples()
+    return [(source, import_id, int(n)) for source, import_id, n in rows]

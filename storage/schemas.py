@@ -3,9 +3,36 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
+from sqlalchemy import String
+
+from storage.models import RequestPair
+
+
+def _fits(column: str) -> AfterValidator:
+    """Cut a value to its column's length: a too-long tag or model name is data, not an outage.
+
+    PostgreSQL refuses a value longer than its `VARCHAR(n)` where SQLite stores it whole;
+    cutting it here stores the same pair on both.
+    """
+    column_type = RequestPair.__table__.c[column].type
+    if not isinstance(column_type, String) or column_type.length is None:
+        raise TypeError(f"{column} is not a column of limited length")
+    length = column_type.length
+
+    def cut(value: str | None) -> str | None:
+        return value[:length] if value is not None else None
+
+    return AfterValidator(cut)
+
+
+Feature = Annotated[str | None, _fits("feature")]
+ModelName = Annotated[str, _fits("primary_model")]
+RequestId = Annotated[str | None, _fits("primary_request_id")]
+FinishReason = Annotated[str | None, _fits("primary_finish_reason")]
+ErrorKind = Annotated[str | None, _fits("candidate_error_kind")]
 
 
 class AnswerFields(BaseModel):
@@ -15,14 +42,15 @@ class AnswerFields(BaseModel):
     text: str | None = None
     tool_calls: list[Any] | None = None
     sha256: str | None = None
-    finish_reason: str | None = None
-    latency_ms: float
+    finish_reason: FinishReason = None
+    # None only for a recorded primary answer whose latency was not measured (an import)
+    latency_ms: float | None
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: ErrorKind = None
 
 
 class PairCreate(BaseModel):
@@ -31,18 +59,21 @@ class PairCreate(BaseModel):
     id: str
     use_case: str
     endpoint: str
-    feature: str | None = None
+    feature: Feature = None
     stream: bool
     created_at: datetime
     request_body: str | None
     request_sha256: str
     text_stored: bool = True
-    primary_model: str
-    primary_request_id: str | None
+    primary_model: ModelName
+    primary_request_id: RequestId
     primary: AnswerFields
-    candidate_model: str
+    candidate_model: ModelName
     candidate: AnswerFields
+    candidate_name: str = "default"
     noise: AnswerFields | None = None
+    source: str = "live"
+    import_id: str | None = None
 
     @property
     def status(self) -> str:

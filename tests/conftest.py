@@ -303,6 +303,93 @@ def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
         print("".join(worker.output[-60:]), end="")
 
 
+class ServeProcess:
+    """`switchover serve` in a subprocess (its own session, so a signal reaches all of it)."""
+
+    def __init__(self, env: dict[str, str], port: int, *args: str) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = Path(env["SWITCHOVER_CONFIG"]).with_name(
+            f"serve-{port}-{uuid.uuid4().hex[:4]}.log"
+        )
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "switchover"), "serve", "--port", str(port), *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def output(self, lines: int = 60) -> str:
+        """The end of what the processes printed."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, path: str = "/readyz", timeout: float = 180) -> None:
+        """Until `path` answers 200 (the embedded worker too: /readyz checks it)."""
+        import httpx
+
+        def answered() -> bool:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"switchover serve exited with {self.process.returncode}:\n{self.output()}"
+                )
+            try:
+                return httpx.get(self.url + path, timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answered, timeout=timeout, interval=0.2)
+
+    def signal(self, signum: int, timeout: float = 180) -> None:
+        """Send `signum` to every process of the service and wait for the supervisor to end."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signum)
+            self.process.wait(timeout)
+        # children of a SIGKILLed supervisor die with it (same group); wait until they have
+        wait_for(lambda: not _group_alive(self.process.pid), timeout=60)
+
+
+def group_processes(pgid: int) -> dict[int, str]:
+    """Process id -> command line of each running process of group `pgid` (not zombies)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == "Z":
+                continue
+            line = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        found[int(stat.parent.name)] = line
+    return found
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies waiting to be reaped do not)."""
+    return bool(group_processes(pgid))
+
+
+@pytest.fixture
+def start_serve() -> Iterator[Callable[..., ServeProcess]]:
+    """Start `switchover serve` subprocesses: `start_serve(env, *args)`; all stopped after."""
+    started: list[ServeProcess] = []
+
+    def start(env: dict[str, str], *args: str, port: int | None = None) -> ServeProcess:
+        from shadow.serving import free_port
+
+        served = ServeProcess(env, port or free_port(), *args)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        if served.process.poll() is None:
+            served.signal(signal.SIGTERM)
+        print(f"--- switchover serve {served.port} output (last 60 lines) ---")
+        print(served.output())
+
+
 def distributed_settings(env: dict[str, str]) -> Settings:
     """Proxy settings matching a worker environment (same broker and queue)."""
     return Settings(

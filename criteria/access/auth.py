@@ -6,15 +6,16 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from criteria.readiness.schemas import Role
 from storage import repository
 from storage.db import get_db_session
+from storage.models import ApiToken
 
+Role = Literal["viewer", "admin"]
 _RANK = {"viewer": 0, "admin": 1}
 TOKEN_PREFIX = "swo_"
 
@@ -29,6 +30,24 @@ def create_token(session: Session, role: Role, name: str) -> str:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     repository.add_token(session, name=name, role=role, token_sha256=hash_token(token))
     return token
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    """The stored tokens (names, roles, ids; never the tokens themselves)."""
+    return repository.list_tokens(session)
+
+
+def revoke_token(session: Session, which: str) -> ApiToken | None:
+    """Remove the token with this id, or this token itself; the removed row, or None."""
+    if which.startswith(TOKEN_PREFIX):
+        row = repository.token_by_hash(session, hash_token(which))
+    elif which.isdigit():
+        row = session.get(ApiToken, int(which))
+    else:
+        row = None
+    if row is not None:
+        repository.delete_token(session, row)
+    return row
 
 
 def require(role: Role) -> Callable[..., str]:
@@ -58,3 +77,7 @@ def require(role: Role) -> Callable[..., str]:
         return stored.name
 
     return check
+
+
+Viewer = Annotated[str, Depends(require("viewer"))]
+Admin = Annotated[str, Depends(require("admin"))]

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
@@ -38,7 +38,15 @@ class TrafficInputs:
     sample_rate: float
     primary_cost_usd: float | None  # summed over the mirrored pairs that have a price
     priced_pairs: int
-    peak_mirrored_rps: float | None  # busiest minute of mirrored pairs
+    peak_mirrored_rps: float | None  # mean rate of the busiest 10 minutes of mirrored pairs
+
+
+class CostPoint(BaseModel):
+    """Both monthly bills at one monthly traffic (a point of the break-even chart)."""
+
+    requests_per_month: float
+    primary_usd: float
+    candidate_usd: float
 
 
 class CostProjection(BaseModel):
@@ -55,6 +63,11 @@ class CostProjection(BaseModel):
     break_even_requests_per_month: float | None
     inputs: dict[str, Any]
     missing: list[str]
+    curve: list[CostPoint] = Field(
+        default_factory=list,
+        description="both monthly bills as traffic grows, to twice the larger of the traffic "
+        "seen and the break-even (empty until both are known)",
+    )
 
 
 def monthly_requests(traffic: TrafficInputs) -> float | None:
@@ -77,29 +90,93 @@ def candidate_monthly_usd(deployment: Deployment, replicas: int) -> float:
     return gpus + people
 
 
+def self_hosted_monthly_usd(
+    deployment: Deployment,
+    capacity_per_replica: float,
+    headroom: float,
+    requests_per_month: float,
+    peak_ratio: float = 1.0,
+) -> float:
+    """The self-hosted bill at a monthly traffic: the replicas its peak needs, and the people.
+
+    `peak_ratio` is the observed peak rate over the average one: replicas are sized for the
+    peak, as `project` sizes them for the traffic seen. The one cost curve: the break-even
+    figure and the dashboard's chart both come from it.
+    """
+    peak_rps = requests_per_month / SECONDS_PER_MONTH * peak_ratio
+    replicas = replicas_for(peak_rps, capacity_per_replica, headroom)
+    return candidate_monthly_usd(deployment, replicas)
+
+
+def _replica_step(capacity_per_replica: float, headroom: float, peak_ratio: float) -> float:
+    """Monthly requests one more replica carries."""
+    return capacity_per_replica * SECONDS_PER_MONTH / ((1 + headroom) * peak_ratio)
+
+
 def break_even(
-    deployment: Deployment, capacity_per_replica: float, headroom: float, usd_per_request: float
+    deployment: Deployment,
+    capacity_per_replica: float,
+    headroom: float,
+    usd_per_request: float,
+    peak_ratio: float = 1.0,
 ) -> float | None:
     """Requests per month from which self-hosting is cheaper than the API.
 
-    The self-hosted cost is a step function of traffic (one more replica per capacity step);
-    the answer is the smallest traffic at which the API's cost reaches the self-hosted cost of
-    the replicas that traffic needs.
+    The self-hosted cost is a step function of traffic (`self_hosted_monthly_usd`: one more
+    replica per capacity step); the answer is the smallest traffic at which the API's cost
+    reaches the self-hosted cost of the replicas that traffic needs.
     """
     if usd_per_request <= 0:
         return None
-    per_replica_month = capacity_per_replica * SECONDS_PER_MONTH / (1 + headroom)
+    step = _replica_step(capacity_per_replica, headroom, peak_ratio)
     gpu_month = deployment.gpu_count * deployment.hourly_usd * HOURS_PER_MONTH
-    if usd_per_request * per_replica_month <= gpu_month:
+    if usd_per_request * step <= gpu_month:
         return None  # each further replica costs more than the API traffic it would carry
     for replicas in range(1, 100_000):
         cost = candidate_monthly_usd(deployment, replicas)
-        lowest = per_replica_month * (replicas - 1)
-        highest = per_replica_month * replicas
+        lowest = step * (replicas - 1)
+        highest = step * replicas
         traffic = max(cost / usd_per_request, lowest)
         if traffic <= highest:
             return traffic
     return None
+
+
+def cost_curve(
+    deployment: Deployment,
+    capacity_per_replica: float,
+    headroom: float,
+    usd_per_request: float,
+    reach: float,
+    peak_ratio: float = 1.0,
+    max_steps: int = 200,
+) -> list[CostPoint]:
+    """Both bills from no traffic to `reach`, with a point either side of each replica step.
+
+    The self-hosted line is `self_hosted_monthly_usd`, so it crosses the API's where
+    `break_even` says.
+    """
+    step = _replica_step(capacity_per_replica, headroom, peak_ratio)
+    xs = {0.0, reach}
+    boundaries = int(reach // step) if step > 0 else 0
+    if boundaries <= max_steps:
+        for k in range(1, boundaries + 1):
+            xs.update({step * k, step * k * (1 + 1e-9)})
+    else:
+        xs.update(reach * i / (2 * max_steps) for i in range(2 * max_steps + 1))
+    found = break_even(deployment, capacity_per_replica, headroom, usd_per_request, peak_ratio)
+    if found is not None and found <= reach:
+        xs.add(found)
+    return [
+        CostPoint(
+            requests_per_month=x,
+            primary_usd=x * usd_per_request,
+            candidate_usd=self_hosted_monthly_usd(
+                deployment, capacity_per_replica, headroom, x, peak_ratio
+            ),
+        )
+        for x in sorted(xs)
+    ]
 
 
 def project(
@@ -121,6 +198,7 @@ def project(
     if traffic.peak_mirrored_rps is not None and traffic.sample_rate > 0:
         peak = traffic.peak_mirrored_rps / traffic.sample_rate
     monthly_candidate = replicas = per_request_candidate = breakeven = None
+    curve: list[CostPoint] = []
     if deployment is None:
         missing.append("cost.monthly_candidate_usd: the candidate upstream has no `deployment`")
     elif rps_at_slo is None or rps_at_slo <= 0:
@@ -134,8 +212,12 @@ def project(
         replicas = replicas_for(peak, per_replica, headroom)
         monthly_candidate = candidate_monthly_usd(deployment, replicas)
         per_request_candidate = deployment.gpu_count * deployment.hourly_usd / (per_replica * 3600)
+        # the peak over the average rate: the curve sizes replicas like the figure above
+        ratio = max(1.0, peak / (requests / SECONDS_PER_MONTH)) if requests else 1.0
         if per_request is not None:
-            breakeven = break_even(deployment, per_replica, headroom, per_request)
+            breakeven = break_even(deployment, per_replica, headroom, per_request, ratio)
+            reach = 2 * max(requests or 0.0, breakeven or monthly_candidate / per_request)
+            curve = cost_curve(deployment, per_replica, headroom, per_request, reach, ratio)
     savings = None
     if monthly_primary is not None and monthly_candidate is not None:
         savings = monthly_primary - monthly_candidate
@@ -161,4 +243,5 @@ def project(
         break_even_requests_per_month=breakeven,
         inputs=inputs,
         missing=missing,
+        curve=curve,
     )

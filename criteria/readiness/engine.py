@@ -504,6 +504,38 @@ def _judge(
     return judged, compare(judged.low, judged.high, op, threshold)
 
 
+IDLE_AFTER = timedelta(minutes=5)
+RECENT = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast pairs arrive lately; `idle_since` is set once traffic has stopped."""
+
+    pairs_per_hour: float | None
+    idle_since: datetime | None = None
+
+
+def pace(
+    recent_pairs: int,
+    recent_hours: float,
+    last_pair_at: datetime | None,
+    now: datetime,
+) -> Pace:
+    """The recent arrival rate, or when traffic stopped.
+
+    Traffic has stopped when nothing arrived for `IDLE_AFTER` and for ten of the recent gaps
+    between pairs, whichever is longer: a slow use case is not called idle between its pairs.
+    """
+    if last_pair_at is None or recent_pairs == 0:
+        return Pace(None)
+    rate = recent_pairs / recent_hours if recent_hours > 0 else None
+    gap = timedelta(hours=10 / rate) if rate else timedelta(0)
+    if now - last_pair_at > max(IDLE_AFTER, gap):
+        return Pace(None, last_pair_at)
+    return Pace(rate)
+
+
 def decide(
     criteria: CriteriaSet,
     data: dict[str, CriterionData],
@@ -512,8 +544,14 @@ def decide(
     window_hours: float | None = None,
     previous: dict[str, Bounds] | None = None,
     last_pair_at: datetime | None = None,
+    recent: Pace | None = None,
+    pairs: int | None = None,
 ) -> Decision:
-    """The verdict by the rules of SPEC §6, each criterion at the full alpha (see the module)."""
+    """The verdict by the rules of SPEC §6, each criterion at the full alpha (see the module).
+
+    The time to a decision is said at the `recent` pace of `pairs` when given, else at the
+    rate over the whole window (`window_hours`).
+    """
     previous = previous or {}
     results = [
         evaluate_criterion(c, data[c.name], criteria.alpha, previous.get(c.name))
@@ -539,39 +577,59 @@ def decide(
             results,
             [f"every criterion passes; min_duration needs {_duration(wait)} more of traffic"],
         )
+    if recent is None:
+        stopped = last_pair_at is not None and now - last_pair_at > timedelta(minutes=30)
+        recent = Pace(None, last_pair_at) if stopped else None
     reasons = [
-        _open_reason(r, window_hours, now, last_pair_at) for r in results if r.verdict != "PASS"
+        _open_reason(r, _criterion_rate(r, window_hours, recent, pairs), recent, now)
+        for r in results
+        if r.verdict != "PASS"
     ]
     if elapsed < criteria.min_duration:
         reasons.append(f"min_duration needs {_duration(criteria.min_duration - elapsed)} more")
     return Decision("INSUFFICIENT_DATA", results, reasons)
 
 
-def _open_reason(
-    r: CriterionResult, window_hours: float | None, now: datetime, last_pair_at: datetime | None
-) -> str:
+def _criterion_rate(
+    r: CriterionResult, window_hours: float | None, recent: Pace | None, pairs: int | None
+) -> float | None:
+    """Samples per hour this criterion gets; some draw on a subset (re-asks, a segment)."""
+    if not r.n:
+        return None
+    if recent is not None and recent.pairs_per_hour and pairs:
+        return recent.pairs_per_hour * r.n / pairs
+    if recent is None and window_hours:
+        return r.n / window_hours
+    return None
+
+
+def needed_words(needed_low: int | None, needed_n: int, n: int) -> str:
+    """'about 1,200 to 1,500 samples needed in total, 300 so far': the one way it is said."""
+    low = needed_low if needed_low is not None and needed_low < needed_n else needed_n
+    amount = f"{low:,} to {needed_n:,}" if low < needed_n else f"{needed_n:,}"
+    return f"about {amount} samples needed in total, {n:,} so far"
+
+
+def _open_reason(r: CriterionResult, rate: float | None, recent: Pace | None, now: datetime) -> str:
     """What an undecided criterion still needs, in words."""
     if r.verdict == "NO_DATA" and CATALOG[r.metric].kind == "figure":
         return f"{r.name!r}: {CATALOG[r.metric].label} is not measured yet"
     if r.needed_n is None:
         return f"{r.name!r} is {r.verdict}: {r.note or AT_THE_MARGIN}"
-    more_high = max(r.needed_n - r.n, 0)
-    more_low = max((r.needed_low if r.needed_low is not None else r.needed_n) - r.n, 0)
     note = f"; {r.note}" if r.note else ""
-    if more_high == 0:
+    if r.needed_n <= r.n:
         return (
             f"{r.name!r} is {r.verdict}: a few more samples needed (it has the "
             f"{r.needed_n:,} a decision usually takes){note}"
         )
-    amount = f"{more_low:,} to {more_high:,}" if more_low < more_high else f"{more_high:,}"
     eta = ""
-    if last_pair_at is not None and (now - last_pair_at) > timedelta(minutes=30):
-        eta = f" (no traffic since {last_pair_at:%Y-%m-%d %H:%M} UTC)"
-    elif window_hours and r.n:
-        # this criterion's own sample rate: some draw on a subset (re-asks, a segment)
-        hours = more_high / (r.n / window_hours)
-        eta = f" ({_pace(timedelta(hours=hours))} at the current rate)"
-    return f"{r.name!r} is {r.verdict}: about {amount} more samples needed{eta}{note}"
+    if recent is not None and recent.idle_since is not None:
+        since = recent.idle_since
+        at = f"{since:%H:%M}" if since.date() == now.date() else f"{since:%Y-%m-%d %H:%M}"
+        eta = f" (no traffic since {at} UTC)"
+    elif rate:
+        eta = f" ({_pace(timedelta(hours=(r.needed_n - r.n) / rate))} at the recent rate)"
+    return f"{r.name!r} is {r.verdict}: {needed_words(r.needed_low, r.needed_n, r.n)}{eta}{note}"
 
 
 def _interval(r: CriterionResult) -> str:
@@ -589,7 +647,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _pace(delta: timedelta) -> str:
-    """How long at the current rate, in words."""
+    """How long at the recent rate, in words."""
     if delta < timedelta(minutes=1):
         return "under a minute"
     return f"about {_duration(delta)}"

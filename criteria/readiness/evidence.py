@@ -5,7 +5,9 @@ Both give the same `Evidence` for the same scores: the same cumulative sums at t
 on the same bucket ends), and the same counts below and at the threshold for a quantile. A
 quantile's interval ends are exact order statistics when read raw and the histogram bin
 holding them when aggregated. The raw path stays for the criteria the aggregates cannot serve
-(a quantile threshold off the histogram grid), for `--raw` comparisons and for the tests.
+(a quantile threshold off the histogram grid), for criteria restricted to one `source` (live
+or imported pairs: the aggregates do not tell them apart), for `--raw` comparisons and for
+the tests.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from evaluators.catalog import NOISE_COUNTERPART, RELATIVE_COUNTERPART
 from storage import aggregates
 
 log = logging.getLogger(__name__)
+
+
+def _whose(criterion: Criterion, position: int, candidate: str | None) -> str | None:
+    """Whose pairs a criterion's series is read from: the candidate's, but the noise floor's
+    from every candidate's pairs (one re-ask per request serves them all)."""
+    return None if position == 1 and criterion.mode == "noise_adjusted" else candidate
 
 
 def series_of(criterion: Criterion) -> list[str]:
@@ -69,16 +77,18 @@ def _histogram_order(bins: Sequence[tuple[int, int]]) -> tuple[int, FloatArray, 
     return int(counts.sum()), np.stack([codes, counts]).astype(np.float64), order
 
 
-def aggregated(session: Session, use_case: str, criterion: Criterion) -> Evidence | None:
+def aggregated(
+    session: Session, use_case: str, criterion: Criterion, candidate: str | None = None
+) -> Evidence | None:
     """A criterion's evidence from the aggregates; None when they cannot give it exactly."""
     names = series_of(criterion)
     if criterion.stat == "quantile":
         if criterion.mode == "relative":
             n, _, order = _histogram_order(
-                aggregates.histogram(session, use_case, names[0], criterion.segment)
+                aggregates.histogram(session, use_case, names[0], criterion.segment, candidate)
             )
             base_n, _, base_order = _histogram_order(
-                aggregates.histogram(session, use_case, names[1], criterion.segment)
+                aggregates.histogram(session, use_case, names[1], criterion.segment, candidate)
             )
             return Evidence(n=n, order=order, baseline_n=base_n, baseline_order=base_order)
         _, threshold = effective_threshold(criterion)
@@ -90,7 +100,7 @@ def aggregated(session: Session, use_case: str, criterion: Criterion) -> Evidenc
                 threshold,
             )
             return None
-        bins = aggregates.histogram(session, use_case, names[0], criterion.segment)
+        bins = aggregates.histogram(session, use_case, names[0], criterion.segment, candidate)
         n, table, order = _histogram_order(bins)
         codes, counts = table[0], table[1]
         return Evidence(
@@ -102,9 +112,11 @@ def aggregated(session: Session, use_case: str, criterion: Criterion) -> Evidenc
     per_series = [
         {
             b: (n, s, sq)
-            for b, n, s, sq in aggregates.bucket_sums(session, use_case, name, criterion.segment)
+            for b, n, s, sq in aggregates.bucket_sums(
+                session, use_case, name, criterion.segment, _whose(criterion, i, candidate)
+            )
         }
-        for name in names
+        for i, name in enumerate(names)
     ]
     return _sums_evidence(criterion, _aligned(per_series))
 
@@ -131,40 +143,63 @@ def raw_evidence(
     return _sums_evidence(criterion, _aligned(per_series))
 
 
-def raw(session: Session, use_case: str, criteria: Sequence[Criterion]) -> dict[str, Evidence]:
+def raw(
+    session: Session, use_case: str, criteria: Sequence[Criterion], candidate: str | None = None
+) -> dict[str, Evidence]:
     """Evidence of per-pair criteria read from the raw scores, by criterion name."""
     found: dict[str, Evidence] = {}
-    wanted = sorted({m for c in criteria for m in series_of(c)})
-    by_segment: dict[str | None, dict[str, tuple[list[int], list[float]]]] = {}
-    for criterion in criteria:
-        if criterion.segment not in by_segment:
-            per_metric: dict[str, tuple[list[int], list[float]]] = {}
-            rows = aggregates.raw_values(session, use_case, wanted, criterion.segment)
-            for _, metric, value, created_at in rows:
-                buckets, values = per_metric.setdefault(metric, ([], []))
+    Series = dict[str, tuple[list[int], list[float]]]
+    read: dict[tuple[str | None, str, str | None, str | None], tuple[list[int], list[float]]] = {}
+
+    def series(
+        segment: str | None, metric: str, whose: str | None, source: str | None
+    ) -> tuple[list[int], list[float]]:
+        key = (segment, metric, whose, source)
+        if key not in read:
+            buckets: list[int] = []
+            values: list[float] = []
+            for _, _, value, created_at in aggregates.raw_values(
+                session, use_case, [metric], segment, whose, source
+            ):
                 buckets.append(aggregates.bucket_of(created_at))
                 values.append(value)
-            by_segment[criterion.segment] = per_metric
-        found[criterion.name] = raw_evidence(
-            criterion,
-            {k: (v[0], v[1]) for k, v in by_segment[criterion.segment].items()},
-        )
+            read[key] = (buckets, values)
+        return read[key]
+
+    for criterion in criteria:
+        source = None if criterion.source == "any" else criterion.source
+        per_metric: Series = {
+            name: series(criterion.segment, name, _whose(criterion, i, candidate), source)
+            for i, name in enumerate(series_of(criterion))
+        }
+        found[criterion.name] = raw_evidence(criterion, per_metric)
     return found
 
 
 def load(
-    session: Session, use_case: str, criteria: Sequence[Criterion], read_raw: bool = False
+    session: Session,
+    use_case: str,
+    criteria: Sequence[Criterion],
+    read_raw: bool = False,
+    candidate: str | None = None,
 ) -> dict[str, Evidence]:
-    """Evidence of per-pair criteria, aggregated where the aggregates serve them exactly."""
+    """Evidence of per-pair criteria, aggregated where the aggregates serve them exactly.
+
+    `candidate` restricts it to that candidate's pairs (None: every pair of the use case).
+    """
     found: dict[str, Evidence] = {}
     fallback: list[Criterion] = list(criteria) if read_raw else []
     if not read_raw:
         for criterion in criteria:
-            evidence = aggregated(session, use_case, criterion)
+            if criterion.source != "any":
+                # the aggregates do not tell the sources apart
+                fallback.append(criterion)
+                continue
+            evidence = aggregated(session, use_case, criterion, candidate)
             if evidence is None:
                 fallback.append(criterion)
             else:
                 found[criterion.name] = evidence
     if fallback:
-        found |= raw(session, use_case, fallback)
+        found |= raw(session, use_case, fallback, candidate)
     return found

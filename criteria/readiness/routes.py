@@ -6,45 +6,30 @@ import json
 from typing import Annotated, Any
 
 import yaml
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from criteria.access.auth import require
-from criteria.errors import InvalidCriteria, NoCriteria, ReadinessError
+from criteria.access.auth import Admin, Viewer
+from criteria.api import ERRORS, CandidateQuery, DbSession, ErrorRead
+from criteria.errors import InvalidCriteria, NoCriteria
 from criteria.readiness import service, summaries
 from criteria.readiness.schemas import (
     AnswerRead,
-    CapacityRunRead,
-    CostRead,
     CriteriaVersionRead,
     DecisionRead,
     DistributionsRead,
-    ErrorRead,
     PairRead,
     ReadinessRead,
-    RolloutChange,
-    RolloutRead,
     TimelineRead,
-    UseCaseRead,
 )
-from criteria.rollout import service as rollout_service
-from evaluators.catalog import CATALOG
+from criteria.usecases import Catalog
+from evaluators.catalog import CATALOG, unknown_metric
 from storage import repository
-from storage.db import get_db_session
 from storage.models import RequestPair, Score
 
 GATE_STATUS = {"GO": 200, "NO_GO": 409, "INSUFFICIENT_DATA": 425}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorRead, "description": "no or unknown token"},
-    403: {"model": ErrorRead, "description": "the token's role is not enough"},
-    404: {"model": ErrorRead, "description": "unknown use case"},
-}
-
-Viewer = Annotated[str, Depends(require("viewer"))]
-Admin = Annotated[str, Depends(require("admin"))]
-DbSession = Annotated[Session, Depends(get_db_session)]
 
 
 async def _body(request: Request) -> bytes:
@@ -54,14 +39,9 @@ async def _body(request: Request) -> bytes:
 RawBody = Annotated[bytes, Depends(_body)]
 
 
-def create_router(catalog: service.Catalog) -> APIRouter:
-    """The /api/v1 routes over the configured use cases."""
-    router = APIRouter(prefix="/api/v1", tags=["readiness"], responses=_ERRORS)
-
-    @router.get("/use-cases", response_model=list[UseCaseRead])
-    def use_cases(_: Viewer, session: DbSession) -> list[UseCaseRead]:
-        """Configured use cases with mode, sample rate and pair counts."""
-        return [rollout_service.summary(session, catalog.get(n)) for n in catalog.names()]
+def create_router(catalog: Catalog) -> APIRouter:
+    """The readiness routes under /api/v1 over the configured use cases."""
+    router = APIRouter(prefix="/api/v1", tags=["readiness"], responses=ERRORS)
 
     @router.get("/readiness", response_model=list[ReadinessRead])
     def readiness_all(_: Viewer, session: DbSession) -> list[ReadinessRead]:
@@ -69,9 +49,11 @@ def create_router(catalog: service.Catalog) -> APIRouter:
         return [service.current(session, catalog, n) for n in catalog.names()]
 
     @router.get("/readiness/{use_case}", response_model=ReadinessRead)
-    def readiness(use_case: str, _: Viewer, session: DbSession) -> ReadinessRead:
-        """A use case's current verdict with per-criterion figures."""
-        return service.current(session, catalog, use_case)
+    def readiness(
+        use_case: str, _: Viewer, session: DbSession, candidate: CandidateQuery = None
+    ) -> ReadinessRead:
+        """A use case's current verdict with per-criterion figures, and every candidate's rank."""
+        return service.current(session, catalog, use_case, candidate)
 
     @router.get("/readiness/{use_case}/history", response_model=list[DecisionRead])
     def history(
@@ -79,11 +61,13 @@ def create_router(catalog: service.Catalog) -> APIRouter:
         _: Viewer,
         session: DbSession,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        candidate: CandidateQuery = None,
     ) -> list[DecisionRead]:
-        """Stored verdicts, newest first."""
-        catalog.get(use_case)
+        """Stored verdicts of a candidate (default the lead), newest first."""
+        info = catalog.get(use_case).for_candidate(candidate)
         return [
             DecisionRead(
+                candidate=row.candidate,
                 verdict=row.verdict,
                 evaluated_at=row.evaluated_at,
                 criteria_version=row.body.get("criteria_version"),
@@ -91,7 +75,7 @@ def create_router(catalog: service.Catalog) -> APIRouter:
                 criteria=row.body.get("criteria", []),
                 reasons=row.body.get("reasons", []),
             )
-            for row in repository.list_decisions(session, use_case, limit)
+            for row in repository.list_decisions(session, use_case, limit, info.candidate)
         ]
 
     gate_responses: dict[int | str, dict[str, Any]] = {
@@ -100,15 +84,19 @@ def create_router(catalog: service.Catalog) -> APIRouter:
     }
 
     @router.get("/gate/{use_case}", response_model=ReadinessRead, responses=gate_responses)
-    def gate(use_case: str, _: Viewer, session: DbSession) -> JSONResponse:
+    def gate(
+        use_case: str, _: Viewer, session: DbSession, candidate: CandidateQuery = None
+    ) -> JSONResponse:
         """200 on GO, 409 on NO_GO, 425 on INSUFFICIENT_DATA; the body is the readiness."""
-        result = service.current(session, catalog, use_case)
+        result = service.current(session, catalog, use_case, candidate)
         return JSONResponse(result.model_dump(mode="json"), status_code=GATE_STATUS[result.verdict])
 
     @router.post("/gate/{use_case}", response_model=ReadinessRead, responses=gate_responses)
-    def gate_webhook(use_case: str, _: Viewer, session: DbSession) -> JSONResponse:
+    def gate_webhook(
+        use_case: str, _: Viewer, session: DbSession, candidate: CandidateQuery = None
+    ) -> JSONResponse:
         """The gate for webhooks that POST (Flagger's confirm-promotion); the payload is ignored."""
-        return gate(use_case, _, session)
+        return gate(use_case, _, session, candidate)
 
     @router.get("/use-cases/{use_case}/criteria", response_model=CriteriaVersionRead)
     def get_criteria(use_case: str, _: Viewer, session: DbSession) -> CriteriaVersionRead:
@@ -150,42 +138,6 @@ def create_router(catalog: service.Catalog) -> APIRouter:
                 raise InvalidCriteria(f"body:1: not valid JSON: {exc}") from None
         return _version(service.apply_criteria(session, use_case, text, author))
 
-    @router.get("/use-cases/{use_case}/capacity", response_model=list[CapacityRunRead])
-    def capacity(use_case: str, _: Viewer, session: DbSession) -> list[CapacityRunRead]:
-        """Replay runs (`switchover replay`), newest first, with each rate step's figures."""
-        catalog.get(use_case)
-        return [
-            CapacityRunRead.model_validate(run, from_attributes=True)
-            for run in repository.list_capacity_runs(session, use_case)
-        ]
-
-    @router.get("/use-cases/{use_case}/cost", response_model=CostRead)
-    def cost(use_case: str, _: Viewer, session: DbSession) -> CostRead:
-        """Monthly API vs self-hosted cost, savings and break-even, with the inputs used."""
-        projection = service.cost_projection(session, catalog.get(use_case))
-        return CostRead(use_case=use_case, **projection.model_dump())
-
-    @router.get("/use-cases/{use_case}/rollout", response_model=RolloutRead)
-    def rollout(use_case: str, _: Viewer, session: DbSession) -> RolloutRead:
-        """Live mode and percentage, the steps, the fallback rate and the audited history."""
-        return rollout_service.status(session, catalog.get(use_case))
-
-    @router.post(
-        "/use-cases/{use_case}/rollout",
-        response_model=RolloutRead,
-        responses={
-            409: {"model": ErrorRead, "description": "not GO, too early, or nothing to change"},
-            422: {"model": ErrorRead, "description": "force without a reason"},
-        },
-    )
-    def change_rollout(
-        use_case: str, body: RolloutChange, actor: Admin, session: DbSession
-    ) -> RolloutRead:
-        """Advance one step (only on GO, or forced with a reason) or roll back to 0 %."""
-        return rollout_service.change(
-            session, catalog.get(use_case), body.action, actor, body.force, body.reason
-        )
-
     @router.get("/pairs", response_model=list[PairRead])
     def pairs(
         _: Viewer,
@@ -193,13 +145,14 @@ def create_router(catalog: service.Catalog) -> APIRouter:
         use_case: str | None = None,
         worst_by: Annotated[str | None, Query(description="a metric name")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        candidate: Annotated[str | None, Query(description="only this candidate's pairs")] = None,
     ) -> list[PairRead]:
         """Request pairs with their scores; `worst_by` puts the worst values first."""
         if use_case is not None:
-            catalog.get(use_case)
+            _known(use_case, candidate)
         if worst_by is not None and worst_by not in CATALOG:
-            raise InvalidCriteria(f"worst_by: unknown metric {worst_by!r}")
-        return _pairs(session, use_case, worst_by, limit)
+            raise InvalidCriteria(f"worst_by: {unknown_metric(worst_by)}")
+        return _pairs(session, use_case, worst_by, limit, candidate)
 
     @router.get("/use-cases/{use_case}/distributions", response_model=DistributionsRead)
     def distributions(
@@ -209,12 +162,13 @@ def create_router(catalog: service.Catalog) -> APIRouter:
         metric: Annotated[list[str], Query(min_length=1, max_length=20)],
         bins: Annotated[int, Query(ge=1, le=200)] = 30,
         shared: Annotated[bool, Query(description="the same bin edges for every metric")] = True,
+        candidate: Annotated[str | None, Query(description="only this candidate's pairs")] = None,
     ) -> DistributionsRead:
         """Histograms and quantiles of per-pair scores, for charts."""
-        catalog.get(use_case)
+        _known(use_case, candidate)
         for name in metric:
             _check_pair_metric("metric", name)
-        return summaries.distributions(session, use_case, metric, bins, shared)
+        return summaries.distributions(session, use_case, metric, bins, shared, candidate)
 
     @router.get("/use-cases/{use_case}/timeline", response_model=TimelineRead)
     def timeline(
@@ -223,18 +177,25 @@ def create_router(catalog: service.Catalog) -> APIRouter:
         session: DbSession,
         metric: str,
         buckets: Annotated[int, Query(ge=1, le=500)] = 40,
+        candidate: Annotated[str | None, Query(description="only this candidate's pairs")] = None,
     ) -> TimelineRead:
         """A per-pair score's median and 90th percentile over time."""
-        catalog.get(use_case)
+        _known(use_case, candidate)
         _check_pair_metric("metric", metric)
-        return summaries.timeline(session, use_case, metric, buckets)
+        return summaries.timeline(session, use_case, metric, buckets, candidate)
+
+    def _known(use_case: str, candidate: str | None) -> None:
+        """UnknownUseCase or UnknownCandidate (404) unless both are configured."""
+        info = catalog.get(use_case)
+        if candidate is not None:
+            info.for_candidate(candidate)
 
     return router
 
 
 def _check_pair_metric(field: str, name: str) -> None:
     if name not in CATALOG:
-        raise InvalidCriteria(f"{field}: unknown metric {name!r}")
+        raise InvalidCriteria(f"{field}: {unknown_metric(name)}")
     if CATALOG[name].kind != "pair":
         raise InvalidCriteria(f"{field}: {name!r} is a use-case figure, not a per-pair score")
 
@@ -255,11 +216,17 @@ def _version(row: Any) -> CriteriaVersionRead:
 
 
 def _pairs(
-    session: Session, use_case: str | None, worst_by: str | None, limit: int
+    session: Session,
+    use_case: str | None,
+    worst_by: str | None,
+    limit: int,
+    candidate: str | None = None,
 ) -> list[PairRead]:
     query = select(RequestPair)
     if use_case is not None:
         query = query.where(RequestPair.use_case == use_case)
+    if candidate is not None:
+        query = query.where(RequestPair.candidate_name == candidate)
     if worst_by is not None:
         value = Score.value.asc() if CATALOG[worst_by].better == "higher" else Score.value.desc()
         query = (
@@ -283,11 +250,12 @@ def _pairs(
 def _pair_read(row: RequestPair, scores: dict[str, float | None]) -> PairRead:
     try:
         request = json.loads(row.request_body) if row.request_body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         request = row.request_body
     return PairRead(
         id=row.id,
         use_case=row.use_case,
+        candidate_name=row.candidate_name,
         created_at=row.created_at,
         stream=row.stream,
         status=row.status,
@@ -310,12 +278,3 @@ def _pair_read(row: RequestPair, scores: dict[str, float | None]) -> PairRead:
         ),
         scores=scores,
     )
-
-
-def install(app: FastAPI, catalog: service.Catalog) -> None:
-    """Mount the routes and render domain errors as JSON with their status."""
-    app.include_router(create_router(catalog))
-
-    @app.exception_handler(ReadinessError)
-    async def readiness_error(_: Request, exc: ReadinessError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from criteria import yamldoc
-from evaluators.catalog import CATALOG, NOISE_COUNTERPART, RELATIVE_COUNTERPART
+from evaluators.catalog import CATALOG, NOISE_COUNTERPART, RELATIVE_COUNTERPART, unknown_metric
 
 Op = Literal["<=", "<", ">=", ">"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -55,14 +55,14 @@ class Criterion(BaseModel):
     min_samples: int = Field(10, ge=1)
     critical: bool = False
     segment: str | None = None
+    # live shadowing, imported traffic (`switchover import`) or both
+    source: Literal["live", "import", "any"] = "any"
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
         if value not in CATALOG:
-            raise ValueError(
-                f"unknown metric {value!r}; known metrics: {', '.join(sorted(CATALOG))}"
-            )
+            raise ValueError(unknown_metric(value))
         return value
 
     @field_validator("op", "threshold")

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from criteria.cost.model import CostProjection
-
-Role = Literal["viewer", "admin"]
+from criteria.api import Timestamp
 
 
 class Window(BaseModel):
     """When the evidence was collected."""
 
-    start: datetime | None
-    end: datetime | None
+    start: Timestamp | None
+    end: Timestamp | None
 
 
 class CriterionRead(BaseModel):
@@ -38,19 +35,60 @@ class CriterionRead(BaseModel):
     needed_n: int | None
     needed_low: int | None = None
     note: str = ""
+    warning: str | None = Field(
+        None, description="why this criterion cannot get data as configured, if it cannot"
+    )
+    source: Literal["live", "import", "any"] = Field(
+        "any", description="the evidence the criterion judges: live shadowing, imports or both"
+    )
+
+
+class SourceShare(BaseModel):
+    """How many of a use case's pairs came from live shadowing, or from one import."""
+
+    source: Literal["live", "import"]
+    import_id: str | None = Field(description="which import (None for live pairs)")
+    pairs: int
+    share: float = Field(description="of all the use case's pairs")
+
+
+class CandidateReadinessRead(BaseModel):
+    """One candidate's verdict beside the others' (the `candidates` of a readiness body)."""
+
+    candidate: str
+    model: str | None = None
+    verdict: Literal["GO", "NO_GO", "INSUFFICIENT_DATA"]
+    rank: int = Field(description="1 is the best; the rule is in the README")
+    pairs: int
+    criteria: list[CriterionRead]
+    reasons: list[str] = Field(description="the ranking's reason first, then the verdict's")
+    monthly_cost_usd: float | None = Field(None, description="cost.monthly_candidate_usd")
+    monthly_savings_usd: float | None = None
+    capacity_rps: float | None = Field(None, description="capacity.rps_at_slo")
 
 
 class ReadinessRead(BaseModel):
-    """A use case's verdict."""
+    """A use case's verdict: the top-level fields are one candidate's (the lead by default)."""
 
     use_case: str
+    candidate: str = "default"
     verdict: Literal["GO", "NO_GO", "INSUFFICIENT_DATA"]
-    evaluated_at: datetime
+    evaluated_at: Timestamp
     criteria_version: int | None
     pairs: int
     window: Window
     criteria: list[CriterionRead]
     reasons: list[str]
+    pairs_per_hour: float | None = Field(
+        None, description="pairs per hour over the last hour of traffic; None once it stopped"
+    )
+    idle_since: Timestamp | None = Field(None, description="the last pair, once traffic stopped")
+    candidates: list[CandidateReadinessRead] = Field(
+        default_factory=list, description="every candidate's verdict and rank"
+    )
+    sources: list[SourceShare] = Field(
+        default_factory=list, description="the evidence's origin: live pairs and each import"
+    )
 
 
 class UseCaseRead(BaseModel):
@@ -60,10 +98,12 @@ class UseCaseRead(BaseModel):
     mode: str
     sample_rate: float
     primary_model: str
-    candidate_model: str
-    pairs: int
-    last_pair_at: datetime | None
+    candidate_model: str = Field(description="the lead candidate's model")
+    pairs: int = Field(description="stored pairs, every candidate's")
+    last_pair_at: Timestamp | None
     criteria_version: int | None
+    candidate: str = Field("default", description="the lead candidate")
+    candidates: list[str] = Field(default_factory=list, description="in configuration order")
 
 
 class CriteriaVersionRead(BaseModel):
@@ -72,7 +112,7 @@ class CriteriaVersionRead(BaseModel):
     use_case: str
     version: int
     author: str
-    created_at: datetime
+    created_at: Timestamp
     text: str
     criteria: dict[str, Any] = Field(description="the parsed document")
 
@@ -80,8 +120,9 @@ class CriteriaVersionRead(BaseModel):
 class DecisionRead(BaseModel):
     """A stored verdict."""
 
+    candidate: str = "default"
     verdict: str
-    evaluated_at: datetime
+    evaluated_at: Timestamp
     criteria_version: int | None
     pairs: int
     criteria: list[dict[str, Any]]
@@ -104,7 +145,8 @@ class PairRead(BaseModel):
 
     id: str
     use_case: str
-    created_at: datetime
+    candidate_name: str = "default"
+    created_at: Timestamp
     stream: bool
     status: str
     feature: str | None
@@ -112,33 +154,6 @@ class PairRead(BaseModel):
     primary: AnswerRead
     candidate: AnswerRead
     scores: dict[str, float | None]
-
-
-class ErrorRead(BaseModel):
-    """An error body."""
-
-    detail: str
-
-
-class CapacityRunRead(BaseModel):
-    """A stored replay run."""
-
-    id: int
-    use_case: str
-    started_at: datetime
-    finished_at: datetime
-    target: str
-    slo_quantile: float
-    slo_ms: float
-    error_limit: float
-    rps_at_slo: float | None
-    steps: list[dict[str, Any]]
-
-
-class CostRead(CostProjection):
-    """The monthly cost projection of a use case with every input it used."""
-
-    use_case: str
 
 
 class MetricDistributionRead(BaseModel):
@@ -165,14 +180,15 @@ class DistributionsRead(BaseModel):
     """Distributions of some metrics of a use case, for charts."""
 
     use_case: str
+    candidate: str | None = Field(None, description="None: every candidate's pairs")
     metrics: list[MetricDistributionRead]
 
 
 class TimelinePointRead(BaseModel):
     """A metric's figures over one time bucket."""
 
-    start: datetime
-    end: datetime
+    start: Timestamp
+    end: Timestamp
     n: int
     mean: float
     p50: float
@@ -183,58 +199,7 @@ class TimelineRead(BaseModel):
     """A metric over time, in equal time buckets over the use case's pairs."""
 
     use_case: str
+    candidate: str | None = Field(None, description="None: every candidate's pairs")
     metric: str
     label: str
     points: list[TimelinePointRead]
-
-
-class RolloutEventRead(BaseModel):
-    """An audited rollout change, or a verdict change."""
-
-    at: datetime
-    kind: Literal["advance", "rollback", "auto_rollback", "verdict_change"]
-    actor: str
-    from_percent: float
-    to_percent: float
-    verdict: str | None = Field(description="the verdict at the time")
-    previous_verdict: str | None
-    reason: str | None
-    forced: bool
-    automatic: bool
-
-
-class FallbackRead(BaseModel):
-    """Live requests routed to the candidate over the fallback window, by outcome."""
-
-    window_start: datetime
-    routed: int = Field(description="live requests sent to the candidate")
-    served_by_candidate: int
-    fallbacks: int = Field(description="answered by the primary after the candidate failed")
-    broken_streams: int = Field(description="candidate streams cut after their first byte")
-    rate: float | None = Field(description="(fallbacks + broken streams) / routed")
-    limit: float
-    by_outcome: dict[str, int]
-
-
-class RolloutRead(BaseModel):
-    """A use case's live rollout: where it stands, where it may go, and how it got there."""
-
-    use_case: str
-    mode: Literal["shadow", "canary", "candidate"]
-    percent: float = Field(description="share of live traffic answered by the candidate")
-    steps: list[float]
-    next_percent: float | None
-    since: datetime | None = Field(description="when the current step began (None: config)")
-    next_allowed_at: datetime | None = Field(description="earliest unforced advance")
-    min_step_seconds: float
-    verdict: str | None = Field(description="the latest stored verdict")
-    fallback: FallbackRead
-    history: list[RolloutEventRead] = Field(description="newest first")
-
-
-class RolloutChange(BaseModel):
-    """`POST /api/v1/use-cases/{use_case}/rollout`."""
-
-    action: Literal["advance", "rollback"]
-    force: bool = Field(False, description="advance without GO or before min_step_duration")
-    reason: str | None = Field(None, max_length=2000, description="required when forcing")

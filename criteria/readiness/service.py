@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -12,56 +11,34 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
-from criteria.cost.model import CostProjection, Deployment, TrafficInputs, project
-from criteria.errors import InvalidCriteria, UnknownUseCase
+from criteria.cost.model import CostProjection
+from criteria.cost.service import cost_projection
+from criteria.errors import InvalidCriteria
 from criteria.readiness import evidence
-from criteria.readiness.engine import Bounds, CriterionData, CriterionResult, decide
-from criteria.readiness.schema import CriteriaError, CriteriaSet, parse_criteria
-from criteria.readiness.schemas import CriterionRead, ReadinessRead, UseCaseRead, Window
-from criteria.rollout.rules import RolloutConfig
+from criteria.readiness.engine import (
+    RECENT,
+    Bounds,
+    CriterionData,
+    CriterionResult,
+    Pace,
+    decide,
+    pace,
+)
+from criteria.readiness.ranking import Standing, rank
+from criteria.readiness.schema import CriteriaError, CriteriaSet, Criterion, parse_criteria
+from criteria.readiness.schemas import (
+    CandidateReadinessRead,
+    CriterionRead,
+    ReadinessRead,
+    SourceShare,
+    UseCaseRead,
+    Window,
+)
+from criteria.readiness.warnings import CriterionWarning, criteria_warnings
+from criteria.usecases import Catalog, UseCaseInfo
 from evaluators.catalog import CATALOG
 from storage import repository
 from storage.models import Decision
-
-
-@dataclass(frozen=True)
-class UseCaseInfo:
-    """What the readiness service knows of a configured use case (handed in by `shadow`)."""
-
-    name: str
-    mode: str
-    sample_rate: float
-    primary_model: str
-    candidate_model: str
-    criteria_text: str | None = None
-    figures: Mapping[str, float] = field(default_factory=dict)
-    deployment: Deployment | None = None
-    headroom: float = 0.3
-    noise_rate: float | None = None  # None: not known (tests, tools); 0: never re-asked
-    rollout: RolloutConfig | None = None
-
-
-class Catalog:
-    """The configured use cases, by name.
-
-    `fresh_for_s` is the evaluation period: a stored verdict younger than that is what a read
-    returns; an older one is re-evaluated for the read without being stored.
-    """
-
-    def __init__(self, use_cases: Sequence[UseCaseInfo], fresh_for_s: float = 60.0) -> None:
-        self._by_name = {info.name: info for info in use_cases}
-        self.fresh_for_s = fresh_for_s
-
-    def names(self) -> list[str]:
-        """Use case names in configuration order."""
-        return list(self._by_name)
-
-    def get(self, name: str) -> UseCaseInfo:
-        """A use case, or UnknownUseCase."""
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise UnknownUseCase(f"no use case {name!r} is configured") from None
 
 
 @lru_cache(maxsize=256)
@@ -127,28 +104,10 @@ def inline_criteria_text(use_case: str, document: Mapping[str, Any]) -> str:
     return yaml.safe_dump({"use_case": use_case, **document}, sort_keys=False)
 
 
-def cost_projection(session: Session, info: UseCaseInfo) -> CostProjection:
-    """The monthly cost figures from observed traffic, the deployment and measured capacity."""
-    count, first, last = repository.pair_window(session, info.name)
-    total, priced, busiest_minute = repository.traffic_summary(session, info.name)
-    window = (last - first).total_seconds() if first and last else 0.0
-    peak = busiest_minute / min(60.0, window) if busiest_minute and window > 0 else None
-    traffic = TrafficInputs(
-        mirrored_pairs=count,
-        window_seconds=window,
-        sample_rate=info.sample_rate,
-        primary_cost_usd=total,
-        priced_pairs=priced,
-        peak_mirrored_rps=peak,
-    )
-    capacity = repository.latest_capacity(session, info.name)
-    return project(info.deployment, traffic, capacity, info.headroom)
-
-
 def figures(session: Session, info: UseCaseInfo) -> dict[str, float]:
     """Use-case figures: declared (ops hours), measured (capacity) and projected (cost)."""
     values = dict(info.figures)
-    capacity = repository.latest_capacity(session, info.name)
+    capacity = repository.latest_capacity(session, info.name, info.candidate)
     if capacity is not None:
         values["capacity.rps_at_slo"] = capacity
     projection = cost_projection(session, info)
@@ -173,19 +132,67 @@ def load_data(
             known = known if known is not None else figures(session, info)
             data[criterion.name] = CriterionData(figure=known.get(criterion.metric))
     per_pair = [c for c in criteria.criteria if CATALOG[c.metric].kind != "figure"]
-    for name, found in evidence.load(session, info.name, per_pair, read_raw=raw).items():
+    found_evidence = evidence.load(
+        session, info.name, per_pair, read_raw=raw, candidate=info.candidate
+    )
+    for name, found in found_evidence.items():
         data[name] = CriterionData(evidence=found)
-    for criterion in per_pair:
-        if criterion.mode == "noise_adjusted" and info.noise_rate == 0:
-            data[criterion.name] = CriterionData(
-                never="no noise re-asks are made (the use case's noise_rate is 0): "
-                "this criterion cannot decide until it is raised"
-            )
+    for warning in criteria_warnings(info.situation(), criteria):
+        if warning.never:
+            data[warning.criterion] = CriterionData(never=warning.message)
     return data
 
 
-def _read(result: CriterionResult) -> CriterionRead:
-    return CriterionRead(label=CATALOG[result.metric].label, **result.__dict__)
+# What latency criteria on imported pairs measured: the import's pace, not production load.
+IMPORT_PACE = (
+    "imported pairs: the candidate was measured at the import's pace ({pace}), "
+    "not under production load"
+)
+
+
+def _read(
+    result: CriterionResult,
+    criterion: Criterion,
+    pace: str | None,
+    warnings: Mapping[str, CriterionWarning],
+) -> CriterionRead:
+    warning = warnings.get(result.name)
+    note = result.note
+    timed = CATALOG[result.metric].evaluator == "latency" and result.metric != "candidate.error"
+    if pace is not None and timed and criterion.source != "live":
+        note = "; ".join(part for part in (note, IMPORT_PACE.format(pace=pace)) if part)
+    fields = {**result.__dict__, "note": note}
+    return CriterionRead(
+        label=CATALOG[result.metric].label,
+        source=criterion.source,
+        warning=warning.message if warning else None,
+        **fields,
+    )
+
+
+def source_shares(session: Session, use_case: str) -> list[SourceShare]:
+    """The use case's pairs by origin: live shadowing, and each import."""
+    counts = repository.source_counts(session, use_case)
+    total = sum(n for _, _, n in counts)
+    return [
+        SourceShare(
+            source="import" if source == "import" else "live",
+            import_id=import_id,
+            pairs=n,
+            share=n / total,
+        )
+        for source, import_id, n in counts
+    ]
+
+
+def _import_pace(session: Session, shares: Sequence[SourceShare]) -> str | None:
+    """The rates imported pairs were asked at, in words; None without imported pairs."""
+    rates = []
+    for share in shares:
+        if share.import_id is not None:
+            row = repository.get_import(session, share.import_id)
+            rates.append(f"{row.rate:g} req/s" if row and row.rate else "an unrecorded rate")
+    return ", ".join(sorted(set(rates))) if rates else None
 
 
 def evaluate(
@@ -200,11 +207,12 @@ def evaluate(
     """
     now = now or datetime.now(UTC)
     version, text = criteria_in_force(session, info)
-    count, first, last = repository.pair_window(session, info.name)
+    count, first, last = repository.pair_window(session, info.name, info.candidate)
     window = Window(start=first, end=last)
     if text is None:
         return ReadinessRead(
             use_case=info.name,
+            candidate=info.candidate,
             verdict="INSUFFICIENT_DATA",
             evaluated_at=now,
             criteria_version=None,
@@ -212,6 +220,7 @@ def evaluate(
             window=window,
             criteria=[],
             reasons=["no success criteria are defined for this use case"],
+            sources=source_shares(session, info.name),
         )
     source = f"criteria v{version}" if version is not None else f"{info.name} criteria"
     criteria = parse_for(info.name, text, source)
@@ -219,36 +228,70 @@ def evaluate(
     if first is not None and last is not None and last > first:
         hours = (last - first).total_seconds() / 3600
     start = first.replace(tzinfo=UTC) if first and first.tzinfo is None else first
+    warnings = {w.criterion: w for w in criteria_warnings(info.situation(), criteria)}
+    recent = _recent_pace(session, info, first, last, now)
     decision = decide(
         criteria,
         load_data(session, info, criteria, raw),
         start,
         now,
         hours,
-        previous=_previous_bounds(session, info.name, version),
-        last_pair_at=last.replace(tzinfo=UTC) if last and last.tzinfo is None else last,
+        previous=_previous_bounds(session, info, version),
+        last_pair_at=_aware(last),
+        recent=recent,
+        pairs=count,
     )
+    shares = source_shares(session, info.name)
+    pace = _import_pace(session, shares)
+    by_name = {c.name: c for c in criteria.criteria}
     return ReadinessRead(
         use_case=info.name,
+        candidate=info.candidate,
         verdict=decision.verdict,
         evaluated_at=now,
         criteria_version=version,
         pairs=count,
         window=window,
-        criteria=[_read(r) for r in decision.criteria],
+        criteria=[_read(r, by_name[r.name], pace, warnings) for r in decision.criteria],
         reasons=decision.reasons,
+        pairs_per_hour=recent.pairs_per_hour,
+        idle_since=recent.idle_since,
+        sources=shares,
     )
 
 
-def _previous_bounds(session: Session, use_case: str, version: int | None) -> dict[str, Bounds]:
-    """Each criterion's interval at the last stored look with the same criteria version.
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def _recent_pace(
+    session: Session,
+    info: UseCaseInfo,
+    first: datetime | None,
+    last: datetime | None,
+    now: datetime,
+) -> Pace:
+    """The arrival rate over the last hour of traffic (or all of it, when shorter)."""
+    first, last = _aware(first), _aware(last)
+    if first is None or last is None:
+        return Pace(None)
+    since = max(first, last - RECENT)
+    recent = repository.count_pairs(
+        session, info.name, since=since.replace(tzinfo=None), candidate=info.candidate
+    )
+    hours = (last - since).total_seconds() / 3600
+    return pace(recent, hours, last, now)
+
+
+def _previous_bounds(session: Session, info: UseCaseInfo, version: int | None) -> dict[str, Bounds]:
+    """Each criterion's interval at the candidate's last stored look with the same version.
 
     The running intersection goes on from there, so a stored PASS or FAIL does not flip back;
     a new criteria version starts afresh (README: where evidence restarts).
     """
     if version is None:
         return {}
-    stored = repository.list_decisions(session, use_case, 1)
+    stored = repository.list_decisions(session, info.name, 1, info.candidate)
     if not stored or stored[0].body.get("criteria_version") != version:
         return {}
     found = {}
@@ -262,38 +305,107 @@ def _previous_bounds(session: Session, use_case: str, version: int | None) -> di
     return found
 
 
+def _standing(
+    session: Session, info: UseCaseInfo, readiness: ReadinessRead, compared: bool
+) -> tuple[Standing, CostProjection | None, float | None]:
+    """What the ranking compares; the cost only when there is something to compare it with
+    (it reads every pair's arrival, which a one-candidate verdict never needed)."""
+    projection = cost_projection(session, info) if compared else None
+    standing = Standing(
+        candidate=info.candidate,
+        verdict=readiness.verdict,
+        criteria=readiness.criteria,
+        monthly_cost_usd=projection.monthly_candidate_usd if projection else None,
+    )
+    capacity = repository.latest_capacity(session, info.name, info.candidate) if compared else None
+    return standing, projection, capacity
+
+
+def evaluate_candidates(
+    session: Session, info: UseCaseInfo, now: datetime | None = None, raw: bool = False
+) -> list[ReadinessRead]:
+    """Every candidate's verdict, ranked; each body's top level is its own candidate's.
+
+    In configuration order; every body carries the same `candidates` list.
+    """
+    now = now or datetime.now(UTC)
+    infos = info.candidates
+    found = [evaluate(session, one, now, raw) for one in infos]
+    compared = len(infos) > 1
+    measured = [_standing(session, one, r, compared) for one, r in zip(infos, found, strict=True)]
+    places = rank([standing for standing, _, _ in measured])
+    listed = [
+        CandidateReadinessRead(
+            candidate=readiness.candidate,
+            model=one.candidate_model,
+            verdict=readiness.verdict,
+            rank=place.rank,
+            pairs=readiness.pairs,
+            criteria=readiness.criteria,
+            reasons=[f"rank {place.rank}: {place.summary}", *readiness.reasons],
+            monthly_cost_usd=projection.monthly_candidate_usd if projection else None,
+            monthly_savings_usd=projection.monthly_savings_usd if projection else None,
+            capacity_rps=capacity,
+        )
+        for one, readiness, place, (_, projection, capacity) in zip(
+            infos, found, places, measured, strict=True
+        )
+    ]
+    return [readiness.model_copy(update={"candidates": listed}) for readiness in found]
+
+
+def evaluate_one(
+    session: Session, info: UseCaseInfo, now: datetime | None = None, raw: bool = False
+) -> ReadinessRead:
+    """`info`'s candidate's verdict with every candidate's rank (`candidates`); stores nothing."""
+    for readiness in evaluate_candidates(session, info, now, raw):
+        if readiness.candidate == info.candidate:
+            return readiness
+    raise AssertionError("a use case's candidates include its own")
+
+
 def evaluate_and_store(
     session: Session, info: UseCaseInfo, now: datetime | None = None
 ) -> ReadinessRead:
-    """The periodic evaluation: store the configured criteria if new, judge, store the verdict."""
+    """The periodic evaluation: store the configured criteria if new, judge, store the verdicts.
+
+    One stored verdict per candidate; returned: `info`'s candidate's.
+    """
     sync_config_criteria(session, info)
-    readiness = evaluate(session, info, now)
+    found = evaluate_candidates(session, info, now)
     version = repository.latest_criteria(session, info.name)
-    repository.add_decision(
-        session,
-        Decision(
-            use_case=info.name,
-            criteria_version_id=version.id if version else None,
-            verdict=readiness.verdict,
-            evaluated_at=readiness.evaluated_at,
-            pairs=readiness.pairs,
-            body=readiness.model_dump(mode="json"),
-        ),
-    )
-    return readiness
+    for readiness in found:
+        repository.add_decision(
+            session,
+            Decision(
+                use_case=info.name,
+                candidate=readiness.candidate,
+                criteria_version_id=version.id if version else None,
+                verdict=readiness.verdict,
+                evaluated_at=readiness.evaluated_at,
+                pairs=readiness.pairs,
+                body=readiness.model_dump(mode="json"),
+            ),
+        )
+    return next(r for r in found if r.candidate == info.candidate)
 
 
-def current(session: Session, catalog: Catalog, name: str) -> ReadinessRead:
-    """A read's verdict: the latest stored one while fresh, else evaluated now (not stored)."""
-    info = catalog.get(name)
-    stored = repository.list_decisions(session, name, 1)
+def current(
+    session: Session, catalog: Catalog, name: str, candidate: str | None = None
+) -> ReadinessRead:
+    """A read's verdict: the latest stored one while fresh, else evaluated now (not stored).
+
+    `candidate` chooses whose fields are at the top level (default: the lead candidate).
+    """
+    info = catalog.get(name).for_candidate(candidate)
+    stored = repository.list_decisions(session, name, 1, info.candidate)
     now = datetime.now(UTC)
     if stored:
         at = stored[0].evaluated_at
         at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
         if (now - at).total_seconds() < catalog.fresh_for_s:
             return ReadinessRead.model_validate(stored[0].body)
-    return evaluate(session, info, now)
+    return evaluate_one(session, info, now)
 
 
 def use_case_summary(session: Session, info: UseCaseInfo) -> UseCaseRead:
@@ -309,4 +421,6 @@ def use_case_summary(session: Session, info: UseCaseInfo) -> UseCaseRead:
         pairs=count,
         last_pair_at=last,
         criteria_version=version.version if version else None,
+        candidate=info.candidate,
+        candidates=info.order,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -24,11 +25,18 @@ from storage.models import RequestPair, Score
 TAIL_QUANTILE = 0.99
 
 
-def _values(session: Session, use_case: str, metric: str) -> FloatArray:
+def _mine(use_case: str, candidate: str | None) -> list[Any]:
+    found = [RequestPair.use_case == use_case]
+    if candidate is not None:
+        found.append(RequestPair.candidate_name == candidate)
+    return found
+
+
+def _values(session: Session, use_case: str, metric: str, candidate: str | None) -> FloatArray:
     query = (
         select(Score.value)
         .join(RequestPair, RequestPair.id == Score.pair_id)
-        .where(RequestPair.use_case == use_case, Score.metric == metric, Score.value.is_not(None))
+        .where(*_mine(use_case, candidate), Score.metric == metric, Score.value.is_not(None))
     )
     values = np.asarray(session.scalars(query).all(), dtype=np.float64)
     return values[np.isfinite(values)]
@@ -81,10 +89,20 @@ def describe(metric: str, values: FloatArray, edges: FloatArray) -> MetricDistri
 
 
 def distributions(
-    session: Session, use_case: str, metrics: Sequence[str], bins: int, shared: bool
+    session: Session,
+    use_case: str,
+    metrics: Sequence[str],
+    bins: int,
+    shared: bool,
+    candidate: str | None = None,
 ) -> DistributionsRead:
-    """Histograms of the metrics' per-pair scores; `shared` puts them on the same edges."""
-    samples = {metric: _values(session, use_case, metric) for metric in dict.fromkeys(metrics)}
+    """Histograms of the metrics' per-pair scores; `shared` puts them on the same edges.
+
+    `candidate` restricts them to its pairs (None: every pair of the use case).
+    """
+    samples = {
+        metric: _values(session, use_case, metric, candidate) for metric in dict.fromkeys(metrics)
+    }
 
     def bounded(names: Sequence[str]) -> bool:
         return all(CATALOG[name].high is not None for name in names)
@@ -94,19 +112,21 @@ def distributions(
         rows = [describe(m, v, edges) for m, v in samples.items()]
     else:
         rows = [describe(m, v, bin_edges([v], bins, bounded([m]))) for m, v in samples.items()]
-    return DistributionsRead(use_case=use_case, metrics=rows)
+    return DistributionsRead(use_case=use_case, candidate=candidate, metrics=rows)
 
 
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def timeline(session: Session, use_case: str, metric: str, buckets: int) -> TimelineRead:
+def timeline(
+    session: Session, use_case: str, metric: str, buckets: int, candidate: str | None = None
+) -> TimelineRead:
     """The metric's median and 90th percentile in equal time buckets over the pairs' window."""
     query = (
         select(RequestPair.created_at, Score.value)
         .join(RequestPair, RequestPair.id == Score.pair_id)
-        .where(RequestPair.use_case == use_case, Score.metric == metric, Score.value.is_not(None))
+        .where(*_mine(use_case, candidate), Score.metric == metric, Score.value.is_not(None))
         .order_by(RequestPair.created_at)
     )
     rows = [(_aware(at), value) for at, value in session.execute(query).tuples()]
@@ -130,5 +150,9 @@ def timeline(session: Session, use_case: str, metric: str, buckets: int) -> Time
                 )
             )
     return TimelineRead(
-        use_case=use_case, metric=metric, label=CATALOG[metric].label, points=points
+        use_case=use_case,
+        candidate=candidate,
+        metric=metric,
+        label=CATALOG[metric].label,
+        points=points,
     )

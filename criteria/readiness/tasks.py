@@ -10,33 +10,37 @@ from celery import shared_task
 
 from criteria.readiness import service
 from criteria.rollout import service as rollout_service
+from criteria.usecases import Catalog, UseCaseInfo
 from storage.db import session_scope
 
 log = logging.getLogger(__name__)
 
 EVALUATE_ALL = "criteria.evaluate_all"
 
-_catalog: service.Catalog | None = None
+_catalog: Catalog | None = None
 
 
-def configure(catalog: service.Catalog) -> None:
+def configure(catalog: Catalog) -> None:
     """Tell this process which use cases exist (the top layer knows the configuration)."""
     global _catalog
     _catalog = catalog
 
 
-def evaluate_all(catalog: service.Catalog) -> dict[str, str]:
+def evaluate_all(catalog: Catalog) -> dict[str, str]:
     """Evaluate and store every use case's verdict; one failing use case does not stop the rest.
 
-    Each verdict then guards the use case's rollout (a verdict change is recorded, a failing
-    live rollout goes back to 0 %) and the webhook gets the events not yet sent.
+    Every candidate's verdict is stored; the verdict of the candidate that takes the live
+    traffic then guards the use case's rollout (a verdict change is recorded, a failing live
+    rollout goes back to 0 %) and the webhook gets the events not yet sent. Returned: that
+    candidate's verdict per use case.
     """
     verdicts: dict[str, str] = {}
     for name in catalog.names():
         info = catalog.get(name)
         try:
             with session_scope() as session:
-                readiness = service.evaluate_and_store(session, info)
+                live = info.for_candidate(rollout_service.live_candidate(session, info))
+                readiness = service.evaluate_and_store(session, live)
             verdicts[name] = readiness.verdict
             with session_scope() as session:
                 rollout_service.guard(session, info, readiness, datetime.now(UTC))
@@ -47,7 +51,7 @@ def evaluate_all(catalog: service.Catalog) -> dict[str, str]:
     return verdicts
 
 
-def _notify(info: service.UseCaseInfo) -> None:
+def _notify(info: UseCaseInfo) -> None:
     """Send pending events outside any transaction, then mark them sent."""
     now = datetime.now(UTC)
     with session_scope() as session:

@@ -33,6 +33,9 @@ class RolloutConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    candidate: str | None = Field(
+        None, description="the candidate this rollout moves; default the first one listed"
+    )
     steps: tuple[float, ...] = Field(
         (1, 5, 25, 50, 100), description="live percentages, increasing, ending at 100"
     )

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
 from criteria.readiness import service
-from criteria.readiness.schemas import (
-    FallbackRead,
-    ReadinessRead,
-    RolloutEventRead,
-    RolloutRead,
-    UseCaseRead,
-)
+from criteria.readiness.schemas import ReadinessRead, UseCaseRead
 from criteria.rollout import webhook
 from criteria.rollout.rules import (
     BROKEN,
@@ -27,11 +22,14 @@ from criteria.rollout.rules import (
     Action,
     FallbackStats,
     RolloutConfig,
+    RolloutRefused,
     mode_of,
     plan_change,
     rollback_reason,
     starting_percent,
 )
+from criteria.rollout.schemas import FallbackRead, RolloutEventRead, RolloutRead
+from criteria.usecases import Catalog, UseCaseInfo
 from storage import repository
 from storage.models import RolloutEvent
 
@@ -46,12 +44,19 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def plan_of(info: service.UseCaseInfo) -> RolloutConfig:
+def plan_of(info: UseCaseInfo) -> RolloutConfig:
     """The use case's rollout plan (the default one when its config has no `rollout:`)."""
     return info.rollout or RolloutConfig()
 
 
-def current(session: Session, info: service.UseCaseInfo) -> tuple[float, datetime | None]:
+class LiveState(NamedTuple):
+    """A use case's live share and the candidate that takes it."""
+
+    percent: float
+    candidate: str
+
+
+def current(session: Session, info: UseCaseInfo) -> tuple[float, datetime | None]:
     """The live percentage and since when; the config's mode until a change is stored."""
     state = repository.rollout_state(session, info.name)
     if state is None:
@@ -59,26 +64,42 @@ def current(session: Session, info: service.UseCaseInfo) -> tuple[float, datetim
     return state.percent, _aware(state.since)
 
 
-def live_percentages(session: Session, catalog: service.Catalog) -> dict[str, float]:
-    """Every use case's live percentage, for the proxies' in-memory copy."""
-    stored = {row.use_case: row.percent for row in repository.rollout_states(session)}
-    percentages = {}
+def _live_candidate(info: UseCaseInfo, stored: str | None) -> str:
+    # the candidate an advance named, while it is still configured; else the lead one
+    # (`info` is the lead's: `rollout.candidate`, or the first listed)
+    return stored if stored is not None and stored in info.order else info.candidate
+
+
+def live_candidate(session: Session, info: UseCaseInfo) -> str:
+    """The candidate that takes (or last took) the use case's live traffic."""
+    state = repository.rollout_state(session, info.name)
+    return _live_candidate(info, state.candidate if state is not None else None)
+
+
+def live_states(session: Session, catalog: Catalog) -> dict[str, LiveState]:
+    """Every use case's live percentage and candidate, for the proxies' in-memory copy."""
+    stored = {row.use_case: row for row in repository.rollout_states(session)}
+    states = {}
     for name in catalog.names():
         info = catalog.get(name)
-        percentages[name] = stored.get(name, starting_percent(info.mode, plan_of(info)))
-    return percentages
+        row = stored.get(name)
+        if row is None:
+            states[name] = LiveState(starting_percent(info.mode, plan_of(info)), info.candidate)
+        else:
+            states[name] = LiveState(row.percent, _live_candidate(info, row.candidate))
+    return states
 
 
 def sync_live(
-    session: Session, catalog: service.Catalog, counts: dict[tuple[str, datetime, str], int]
-) -> dict[str, float]:
-    """Add a proxy's live counts to the stored ones; every use case's live percentage."""
+    session: Session, catalog: Catalog, counts: dict[tuple[str, datetime, str], int]
+) -> dict[str, LiveState]:
+    """Add a proxy's live counts to the stored ones; every use case's live state."""
     repository.add_live_counts(session, counts)
-    return live_percentages(session, catalog)
+    return live_states(session, catalog)
 
 
 def fallback_stats(
-    session: Session, info: service.UseCaseInfo, since: datetime | None, now: datetime
+    session: Session, info: UseCaseInfo, since: datetime | None, now: datetime
 ) -> tuple[datetime, FallbackStats]:
     """Live outcomes over the fallback window, not reaching back before the current step."""
     start = now - plan_of(info).fallback_window
@@ -87,8 +108,8 @@ def fallback_stats(
     return start, FallbackStats(repository.live_counts(session, info.name, start))
 
 
-def _latest_verdict(session: Session, use_case: str) -> str | None:
-    found = repository.list_decisions(session, use_case, limit=1)
+def _latest_verdict(session: Session, use_case: str, candidate: str) -> str | None:
+    found = repository.list_decisions(session, use_case, limit=1, candidate=candidate)
     return found[0].verdict if found else None
 
 
@@ -97,17 +118,19 @@ def _event_read(row: RolloutEvent) -> RolloutEventRead:
 
 
 def status(
-    session: Session, info: service.UseCaseInfo, now: datetime | None = None, history: int = 50
+    session: Session, info: UseCaseInfo, now: datetime | None = None, history: int = 50
 ) -> RolloutRead:
     """Where the rollout stands, its plan, fallback figures and recent events."""
     now = now or datetime.now(UTC)
     plan = plan_of(info)
     percent, since = current(session, info)
+    live = live_candidate(session, info)
     window_start, stats = fallback_stats(session, info, since, now)
     higher = [step for step in plan.steps if step > percent]
     counts = stats.counts
     return RolloutRead(
         use_case=info.name,
+        candidate=live,
         mode=mode_of(percent),
         percent=percent,
         steps=list(plan.steps),
@@ -115,7 +138,7 @@ def status(
         since=since,
         next_allowed_at=since + plan.min_step_duration if since and higher else None,
         min_step_seconds=plan.min_step_duration.total_seconds(),
-        verdict=_latest_verdict(session, info.name),
+        verdict=_latest_verdict(session, info.name, live),
         fallback=FallbackRead(
             window_start=window_start,
             routed=stats.routed,
@@ -132,7 +155,7 @@ def status(
     )
 
 
-def summary(session: Session, info: service.UseCaseInfo) -> UseCaseRead:
+def summary(session: Session, info: UseCaseInfo) -> UseCaseRead:
     """The use case's summary with its live mode (not the configured starting point)."""
     read = service.use_case_summary(session, info)
     return read.model_copy(update={"mode": mode_of(current(session, info)[0])})
@@ -140,21 +163,34 @@ def summary(session: Session, info: service.UseCaseInfo) -> UseCaseRead:
 
 def change(
     session: Session,
-    info: service.UseCaseInfo,
+    info: UseCaseInfo,
     action: Action,
     actor: str,
     force: bool = False,
     reason: str | None = None,
     now: datetime | None = None,
+    candidate: str | None = None,
 ) -> RolloutRead:
-    """Advance one step (on GO) or roll back to 0 %, as `actor`; the change is audited."""
+    """Advance one step (on GO) or roll back to 0 %, as `actor`; the change is audited.
+
+    `candidate` names the one to advance (default: the one live now, else the lead); another
+    than the live one can start only from 0 %: one candidate takes live traffic at a time,
+    the others keep shadowing. The GO needed is that candidate's.
+    """
     now = now or datetime.now(UTC)
     plan = plan_of(info)
     repository.rollout_state(session, info.name, lock=True)
     percent, since = current(session, info)
-    verdict = service.evaluate(session, info, now=now).verdict
+    live = live_candidate(session, info)
+    target = info.for_candidate(candidate or live)  # UnknownCandidate: 404
+    chosen = target.candidate
+    if chosen != live and percent > 0:
+        raise RolloutRefused(
+            f"{live} takes {percent:g} % of live traffic: roll back before moving {chosen}"
+        )
+    verdict = service.evaluate(session, target, now=now).verdict
     step = plan_change(plan, action, percent, since, verdict, now, force, reason)
-    repository.set_rollout_state(session, info.name, step.to_percent, now)
+    repository.set_rollout_state(session, info.name, step.to_percent, now, candidate=chosen)
     repository.add_rollout_event(
         session,
         RolloutEvent(
@@ -162,6 +198,7 @@ def change(
             at=now,
             kind=action,
             actor=actor,
+            candidate=chosen,
             from_percent=step.from_percent,
             to_percent=step.to_percent,
             verdict=verdict,
@@ -171,8 +208,9 @@ def change(
         ),
     )
     log.warning(
-        "rollout of %s: %s %g%% -> %g%% by %s (verdict %s%s)",
+        "rollout of %s (%s): %s %g%% -> %g%% by %s (verdict %s%s)",
         info.name,
+        chosen,
         action,
         step.from_percent,
         step.to_percent,
@@ -184,14 +222,19 @@ def change(
 
 
 def guard(
-    session: Session, info: service.UseCaseInfo, readiness: ReadinessRead, now: datetime
+    session: Session, info: UseCaseInfo, readiness: ReadinessRead, now: datetime
 ) -> RolloutEvent | None:
     """After an evaluation: record a verdict change, and roll back a live rollout that fails.
 
-    Returns the automatic rollback, if one was made.
+    `readiness` is the verdict of the candidate that takes (or last took) the live traffic
+    (`live_candidate`); another candidate's is not the rollout's concern. Returns the
+    automatic rollback, if one was made.
     """
     plan = plan_of(info)
-    repository.rollout_state(session, info.name, lock=True)
+    state = repository.rollout_state(session, info.name, lock=True)
+    live = _live_candidate(info, state.candidate if state is not None else None)
+    if readiness.candidate != live:
+        return None
     percent, since = current(session, info)
     last = repository.list_rollout_events(session, info.name, 1, kind="verdict_change")
     previous = last[0].verdict if last else None
@@ -203,6 +246,7 @@ def guard(
                 at=now,
                 kind="verdict_change",
                 actor=SYSTEM_ACTOR,
+                candidate=live,
                 from_percent=percent,
                 to_percent=percent,
                 verdict=readiness.verdict,
@@ -216,8 +260,8 @@ def guard(
     why = rollback_reason(plan, percent, critical, stats)
     if why is None:
         return None
-    repository.set_rollout_state(session, info.name, 0.0, now)
-    log.warning("automatic rollback of %s from %g%% to 0%%: %s", info.name, percent, why)
+    repository.set_rollout_state(session, info.name, 0.0, now, candidate=live)
+    log.warning("automatic rollback of %s (%s) from %g%% to 0%%: %s", info.name, live, percent, why)
     return repository.add_rollout_event(
         session,
         RolloutEvent(
@@ -225,6 +269,7 @@ def guard(
             at=now,
             kind="auto_rollback",
             actor=SYSTEM_ACTOR,
+            candidate=live,
             from_percent=percent,
             to_percent=0.0,
             verdict=readiness.verdict,
@@ -235,7 +280,7 @@ def guard(
 
 
 def pending_notifications(
-    session: Session, info: service.UseCaseInfo, now: datetime
+    session: Session, info: UseCaseInfo, now: datetime
 ) -> list[tuple[int, dict[str, object]]]:
     """Events still to be sent (id and payload); ones too old to matter are given up on."""
     pending = []

@@ -18,7 +18,7 @@ st.caption(
 
 api = Api(Connection.from_environment())
 try:
-    frame = overview_frame(api.use_cases(), api.readiness_all())
+    frame = overview_frame(api.use_cases(), api.readiness_all(), st.context.timezone)
 except ApiError as exc:
     st.error(f"The readiness figures could not be loaded. {exc}")
     st.stop()

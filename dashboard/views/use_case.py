@@ -12,16 +12,23 @@ from dashboard.client import ApiError, Connection
 from dashboard.data import Api
 from dashboard.frames import (
     break_even_frame,
+    candidates_of,
+    comparison_frame,
+    comparison_table,
     cost_frame,
     cost_view,
     criteria_frame,
     distribution_frame,
     distribution_table,
+    evidence_sources,
     fmt_hours,
     fmt_number,
     fmt_percent,
+    fmt_savings,
+    fmt_time,
     fmt_usd,
     history_frame,
+    local_times,
     measured,
     only,
     parse_time,
@@ -37,11 +44,13 @@ from dashboard.theme import (
     QUALITY_METRICS,
     VERDICT_MEANING,
     WORST_BY,
+    candidate_colours,
     metric_label,
     verdict_badge,
 )
 
 api = Api(Connection.from_environment())
+tz = st.context.timezone  # the viewer's browser's, when it told; else UTC
 
 
 def panel(title: str, render: Callable[[], None]) -> None:
@@ -75,6 +84,9 @@ try:
 except ApiError as exc:
     st.error(f"The verdict of {use_case} could not be loaded. {exc}")
     st.stop()
+rivals = candidates_of(readiness)
+# With several candidates, the details below are the lead candidate's (the API's default).
+lead = readiness.get("candidate") if rivals else None
 
 verdict = readiness["verdict"]
 st.markdown(f"# {use_case} &nbsp; {verdict_badge(verdict, '1.4rem')}", unsafe_allow_html=True)
@@ -85,6 +97,9 @@ st.markdown(
 )
 for reason in readiness.get("reasons", []):
     st.markdown(f"- {reason}")
+for criterion in readiness.get("criteria", []):
+    if criterion.get("warning"):
+        st.warning(f"**{criterion['name']}** {criterion['warning']}")
 
 start, end = (parse_time(readiness["window"].get(k)) for k in ("start", "end"))
 collected = fmt_hours((end - start).total_seconds() / 3600) if start and end else "no pairs yet"
@@ -95,10 +110,13 @@ version_column.metric("criteria version", "none" if version is None else f"v{ver
 window_column.metric(
     "collected over",
     collected,
-    help=f"from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC" if start and end else None,
+    help=f"from {fmt_time(start, tz)} to {fmt_time(end, tz)}" if start and end else None,
 )
-eta = time_to_decision(readiness)
+eta = time_to_decision(readiness, tz)
 eta_column.metric("time to a decision", eta.short, help=eta.text)
+sources = evidence_sources(readiness)
+if sources is not None:
+    st.caption(sources)
 
 
 def criteria_section() -> None:
@@ -124,7 +142,7 @@ def criteria_section() -> None:
         "interval": "interval",
         "target": "target",
         "n": "samples",
-        "needed_text": "samples needed",
+        "needed_text": "samples needed (total)",
     }
     table = frame[list(columns)].rename(columns=columns)
     colours = dict(zip(frame["result"], frame["verdict"].map(CRITERION_COLOURS), strict=True))
@@ -132,9 +150,37 @@ def criteria_section() -> None:
     def colour(value: object) -> str:
         return f"color:{colours.get(str(value), 'inherit')};font-weight:600"
 
-    st.dataframe(table.style.map(colour, subset=["verdict"]), hide_index=True, width="stretch")
+    # a static table wraps its words: no column is cut off however narrow the window
+    st.table(table.style.map(colour, subset=["verdict"]).hide(axis="index"))
 
 
+def comparison_section() -> None:
+    """Every candidate side by side: rank, verdict, cost, capacity and each criterion."""
+    names = [c["candidate"] for c in rivals]
+    st.caption(
+        f"Each candidate in its own colour, on the same traffic. The details further down are "
+        f"the lead candidate's, **{lead}**. Ranked: those that can take over first (the "
+        "cheapest first), then the closest, then those that fail."
+    )
+    colours = candidate_colours(names)
+    legend = " ".join(
+        f'<span style="color:{colours[n]};font-weight:700">&#9632; {n}</span>' for n in names
+    )
+    st.markdown(legend, unsafe_allow_html=True)
+    for candidate in sorted(rivals, key=lambda c: c["rank"]):
+        reason = (candidate.get("reasons") or [""])[0]
+        st.markdown(
+            f"{verdict_badge(candidate['verdict'])} **{candidate['candidate']}** — {reason}",
+            unsafe_allow_html=True,
+        )
+    frame = comparison_frame(readiness)
+    if not frame.empty:
+        st.altair_chart(charts.comparison_chart(frame, colours))
+    st.dataframe(comparison_table(readiness), hide_index=True, width="stretch")
+
+
+if rivals:
+    panel("Candidates side by side", comparison_section)
 panel("Success criteria", criteria_section)
 
 
@@ -155,7 +201,7 @@ def rollout_section() -> None:
         "—" if rate is None else f"{rate:.1%}",
         help=(
             f"Of {fallback['routed']:,} live requests sent to the self-hosted model since "
-            f"{parse_time(fallback['window_start']):%Y-%m-%d %H:%M} UTC, the share the API "
+            f"{fmt_time(parse_time(fallback['window_start']), tz)}, the share the API "
             f"answered instead (or that broke off mid-stream). Above {fallback['limit']:.1%} "
             "the rollout goes back to 0 % automatically."
         ),
@@ -164,7 +210,7 @@ def rollout_section() -> None:
     next_column.metric(
         "next step",
         fmt_percent(rollout["next_percent"]),
-        help=f"allowed from {allowed:%Y-%m-%d %H:%M} UTC, on a GO verdict" if allowed else None,
+        help=f"allowed from {fmt_time(allowed, tz)}, on a GO verdict" if allowed else None,
     )
     steps = " → ".join(
         f"**{fmt_percent(s)}**" if s == rollout["percent"] else fmt_percent(s)
@@ -182,7 +228,8 @@ def rollout_section() -> None:
     changes = frame[frame["event"] != "verdict changed"]
     if not changes.empty:
         st.altair_chart(charts.rollout_chart(changes), width="stretch")
-    st.dataframe(frame.drop(columns=["to_percent"]), hide_index=True, width="stretch")
+    table = frame.drop(columns=["to_percent"]).assign(at=local_times(frame["at"], tz))
+    st.dataframe(table, hide_index=True, width="stretch")
 
 
 if readiness["pairs"] == 0:
@@ -196,8 +243,8 @@ if readiness["pairs"] == 0:
 
 def latency_section() -> None:
     """Both sides' latency distributions and the per-request ratio over time."""
-    total = api.distributions(use_case, ("primary.latency_ms", "candidate.latency_ms"), True)
-    first = api.distributions(use_case, ("primary.ttft_ms", "candidate.ttft_ms"), True)
+    total = api.distributions(use_case, ("primary.latency_ms", "candidate.latency_ms"), True, lead)
+    first = api.distributions(use_case, ("primary.ttft_ms", "candidate.ttft_ms"), True, lead)
     if not measured(total) and not measured(first):
         st.info("Latency has not been scored for this use case's pairs yet.")
         return
@@ -218,7 +265,7 @@ def latency_section() -> None:
         hide_index=True,
         width="stretch",
     )
-    ratio = timeline_frame(api.timeline(use_case, "latency.ratio"))
+    ratio = timeline_frame(api.timeline(use_case, "latency.ratio", lead))
     st.subheader("Self-hosted latency relative to the API, over time")
     if ratio.empty:
         st.info("No pair has both latencies yet.")
@@ -233,9 +280,9 @@ def latency_section() -> None:
 def quality_section() -> None:
     """Quality scores, with the API's agreement with itself beside the self-hosted model's."""
     similarity = api.distributions(
-        use_case, ("quality.semantic_similarity", "noise.semantic_similarity"), True
+        use_case, ("quality.semantic_similarity", "noise.semantic_similarity"), True, lead
     )
-    others = api.distributions(use_case, QUALITY_METRICS, False)
+    others = api.distributions(use_case, QUALITY_METRICS, False, lead)
     if not measured(similarity) and not measured(others):
         st.info("Answer quality has not been scored for this use case's pairs yet.")
         return
@@ -270,7 +317,7 @@ def quality_section() -> None:
 
 def cost_section() -> None:
     """Monthly cost of each side, savings and break-even, or why it is not measured yet."""
-    cost = cost_view(api.cost(use_case))
+    cost = cost_view(api.cost(use_case, lead))
     if cost is None or not cost.measured:
         missing = ", ".join(cost.missing) if cost and cost.missing else ""
         st.info(
@@ -282,7 +329,7 @@ def cost_section() -> None:
     api_bill, own_bill, savings, break_even = st.columns(4)
     api_bill.metric("API per month", fmt_usd(cost.monthly_primary_usd))
     own_bill.metric("self-hosted per month", fmt_usd(cost.monthly_candidate_usd))
-    savings.metric("savings per month", fmt_usd(cost.monthly_savings_usd))
+    savings.metric("savings per month", fmt_savings(cost.monthly_savings_usd))
     break_even.metric(
         "break-even traffic",
         "—"
@@ -293,8 +340,9 @@ def cost_section() -> None:
     curve = break_even_frame(cost)
     if not curve.empty:
         st.caption(
-            "Monthly cost as traffic grows: the API bills per request; the self-hosted line is "
-            "the current deployment's cost. The dashed rule is the break-even traffic."
+            "Monthly cost as traffic grows: the API bills per request; the self-hosted line "
+            "steps up with each replica the traffic needs. They cross at the break-even "
+            "traffic (the dashed rule)."
         )
         st.altair_chart(
             charts.break_even_chart(curve, cost.break_even_requests_per_month), width="stretch"
@@ -303,7 +351,7 @@ def cost_section() -> None:
 
 def history_section() -> None:
     """Every stored verdict over time."""
-    frame = history_frame(api.history(use_case))
+    frame = history_frame(api.history(use_case, lead))
     if frame.empty:
         st.info("No verdict has been stored yet.")
         return
@@ -320,7 +368,7 @@ def worst_pairs_section() -> None:
         key="worst_by",
     )
     limit = st.slider("How many pairs", 1, 50, 5, key="worst_limit")
-    found = api.pairs(use_case, worst_by, limit)
+    found = api.pairs(use_case, worst_by, limit, lead)
     if not found:
         st.info(
             "No pair has this score yet."

@@ -47,10 +47,8 @@ def upgrade() -> None:
             "use_case", "series", "feature", "bin", name=op.f("pk_score_histograms")
         ),
     )
-    # Existing scores are folded in once here; from now on the scoring keeps them current.
-    from storage.aggregates import rebuild_all
-
-    rebuild_all(op.get_bind())
+    # Existing scores are folded in by 0008, which rebuilds these tables keyed by candidate
+    # (the code that fills them is the current one, for the current columns).
 
 
 def downgrade() -> None:

@@ -13,7 +13,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +21,20 @@ import aiohttp
 import numpy as np
 import orjson
 
-from shadow.config import SwitchoverConfig
+from shadow.apis.families import OPENAI, Api, auth_headers
+from shadow.apis.translate import Untranslatable, for_candidate
+from shadow.config import SwitchoverConfig, Upstream
 from shadow.jobs import ENDPOINT_PATHS
 from shadow.worker.wire import InvalidAnswer, read_answer
 
 # The share of the offered rate the candidate must achieve for a step to count as held.
 KEEP_PACE = 0.8
+# The longest a rate step may be planned to last when halving for a rate that holds.
+MAX_STEP_S = 600.0
+
+
+class NothingToReplay(ValueError):
+    """No captured request can be sent in a form the candidate serves."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,24 @@ def _quantile(values: Sequence[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
+def in_candidate_form(
+    captured: Sequence[Captured], forms: Sequence[str] | None
+) -> tuple[list[Captured], int]:
+    """The captured requests as the candidate serving `forms` gets them, as the worker sends
+    them (`shadow.apis.translate.for_candidate`); and how many cannot be translated faithfully
+    (left out, as live mirroring leaves them out). `forms` None: every request as it came."""
+    if forms is None:
+        return list(captured), 0
+    ready: list[Captured] = []
+    for request in captured:
+        try:
+            endpoint, body = for_candidate(request.endpoint, request.body, forms)
+        except Untranslatable:
+            continue
+        ready.append(replace(request, endpoint=endpoint, body=body))
+    return ready, len(captured) - len(ready)
+
+
 async def _one(
     session: aiohttp.ClientSession,
     url_base: str,
@@ -136,7 +162,11 @@ async def _one(
                 if response.status >= 400:
                     return latency, None, True
                 _, ttft = read_answer(
-                    bytes(raw), stream=request.stream, latency_ms=latency, arrivals=arrivals
+                    bytes(raw),
+                    stream=request.stream,
+                    latency_ms=latency,
+                    arrivals=arrivals,
+                    form=request.endpoint,
                 )
                 return latency, ttft, False
     except TimeoutError:
@@ -245,11 +275,18 @@ async def find_capacity(
     refine: int = 3,
     timeout_s: float = 60,
     on_step: Callable[[float], Callable[[], None]] | None = None,
+    api: Api = OPENAI,
+    min_rps: float | None = None,
 ) -> ReplayResult:
-    """Run rate steps (the given ones, or doubling/halving then bisection); report the capacity."""
-    headers = {"content-type": "application/json"}
-    if api_key:
-        headers["authorization"] = f"Bearer {api_key}"
+    """Run rate steps (the given ones, or doubling/halving then bisection); report the capacity.
+
+    `captured` is in the form the candidate serves (`in_candidate_form`), `url_base` its API
+    root (`Upstream.url("")`), `api` its family (for the key's headers).
+    Halving stops below `min_rps` (default: a step's requests in at most 10 minutes), so a
+    candidate that holds no rate ends as "not reached" in bounded time.
+    """
+    headers = {"content-type": "application/json", **auth_headers(api, api_key)}
+    floor = min_rps if min_rps is not None else requests_per_step / MAX_STEP_S
     steps: list[StepResult] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
@@ -277,7 +314,7 @@ async def find_capacity(
                     rate *= 2
                 else:
                     high = rate
-                    if low is not None:
+                    if low is not None or rate / 2 < floor:
                         break
                     rate /= 2
             if low is not None and high is not None:
@@ -313,11 +350,13 @@ def slo_from_criteria(criteria_text: str | None) -> Slo | None:
     return Slo(latency.q, latency.threshold, limit)
 
 
-def candidate_target(config: SwitchoverConfig, use_case: str) -> tuple[str, str, str | None]:
-    """(base URL, model, API key) of a use case's candidate."""
-    target = config.use_cases[use_case].candidate
-    upstream = config.upstreams[target.upstream]
-    return upstream.base_url.rstrip("/"), target.model, upstream.api_key()
+def candidate_target(
+    config: SwitchoverConfig, use_case: str, candidate: str | None = None
+) -> tuple[Upstream, str]:
+    """The upstream and model of a use case's candidate (None: the lead one)."""
+    configured = config.use_cases[use_case]
+    target = configured.targets[candidate or configured.lead]
+    return config.upstreams[target.upstream], target.model
 
 
 def store_run(
@@ -327,8 +366,9 @@ def store_run(
     result: ReplayResult,
     started_at: datetime,
     finished_at: datetime,
+    candidate: str = "default",
 ) -> int:
-    """Store the run; returns its id."""
+    """Store the run of one candidate; returns its id."""
     from storage.db import session_scope
     from storage.models import CapacityRun
     from storage.repository import add_capacity_run
@@ -338,6 +378,7 @@ def store_run(
             session,
             CapacityRun(
                 use_case=use_case,
+                candidate=candidate,
                 started_at=started_at,
                 finished_at=finished_at,
                 target=target,
@@ -382,18 +423,27 @@ def replay_use_case(
     refine: int = 3,
     timeout_s: float = 60,
     on_step: Callable[[float], Callable[[], None]] | None = None,
+    candidate: str | None = None,
 ) -> tuple[ReplayResult, int]:
-    """Replay a use case's captured traffic to its candidate and store the run (with its id)."""
+    """Replay a use case's captured traffic to a candidate (None: the lead) and store the run."""
     from datetime import UTC, datetime
 
-    url, model, key = candidate_target(config, use_case)
+    name = candidate or config.use_cases[use_case].lead
+    upstream, model = candidate_target(config, use_case, name)
+    url = upstream.url("")  # its API root: the endpoint paths go under it
+    ready, _ = in_candidate_form(captured, upstream.forms)
+    if not ready:
+        raise NothingToReplay(
+            f"none of {use_case}'s {len(captured)} captured requests can be sent to {name} "
+            f"in a form it serves ({', '.join(upstream.forms)})"
+        )
     started = datetime.now(UTC)
     result = asyncio.run(
         find_capacity(
-            captured,
+            ready,
             url,
             model,
-            key,
+            upstream.api_key(),
             slo,
             start_rps=observed_peak_rps(captured, sample_rate),
             rates=rates,
@@ -401,7 +451,10 @@ def replay_use_case(
             refine=refine,
             timeout_s=timeout_s,
             on_step=on_step,
+            api=upstream.api,
         )
     )
-    run_id = store_run(use_case, f"{url} {model}", slo, result, started, datetime.now(UTC))
+    run_id = store_run(
+        use_case, f"{url} {model}", slo, result, started, datetime.now(UTC), candidate=name
+    )
     return result, run_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from shadow.cli import (
@@ -11,6 +13,7 @@ from shadow.cli import (
     db,
     demo_cmd,
     gate_cmd,
+    import_cmd,
     replay,
     rescore,
     rollout_cmd,
@@ -18,12 +21,21 @@ from shadow.cli import (
     simulate,
     tokens,
 )
+from shadow.cli.common import group, print_version
 
-app = typer.Typer(
-    help="Shadow-test a self-hosted model against the API model on real traffic.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = group("Shadow-test a self-hosted model against the API model on real traffic.")
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=print_version, help="Print the version."),
+    ] = False,
+) -> None:
+    """Shadow-test a self-hosted model against the API model on real traffic."""
+
+
 app.command()(serve.serve)
 app.command()(serve.worker)
 app.command()(simulate.simulate)
@@ -32,6 +44,7 @@ app.command()(gate_cmd.gate)
 app.command()(dashboard_cmd.dashboard)
 app.command()(rescore.rescore)
 app.command()(replay.replay)
+app.command(name="import")(import_cmd.import_)
 app.add_typer(db.app, name="db")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(criteria.app, name="criteria")

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="A real self-hosted candidate (vLLM).", no_args_is_help=True)
+from shadow.cli.common import group
+
+app = group("A real self-hosted candidate (vLLM).")
 
 
 @app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -7,53 +7,86 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Success criteria, versioned.", no_args_is_help=True)
+from shadow.cli.common import fail, group, load_config, pick_use_case, use_database
+from shadow.settings import get_settings
+
+app = group("Success criteria, versioned.")
+
+
+_UseCaseArgument = Annotated[
+    str | None, typer.Argument(metavar="USE_CASE", help="the use case", show_default=False)
+]
+_UseCaseOption = Annotated[
+    str | None,
+    typer.Option("--use-case", metavar="USE_CASE", help="the use case, as an option"),
+]
 
 
 @app.command("apply")
 def criteria_apply(
-    file: Annotated[Path, typer.Option("-f", "--file", help="the criteria YAML")],
-    author: Annotated[str | None, typer.Option(help="recorded with the version")] = None,
+    file: Annotated[Path, typer.Option("-f", "--file", metavar="FILE", help="the criteria YAML")],
+    use_case_arg: _UseCaseArgument = None,
+    use_case_opt: _UseCaseOption = None,
+    author: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="recorded with the version [default: your login]"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="store it even for a use case not in the config")
+    ] = False,
 ) -> None:
-    """Store a criteria file as the new version for its use case."""
+    """Store a criteria file as the new version for its use case (`use_case:` in the file)."""
     import getpass
 
-    import yaml
-
     from criteria.errors import InvalidCriteria
+    from criteria.readiness.schema import CriteriaError, parse_criteria
     from criteria.readiness.service import apply_criteria
     from storage.db import session_scope
 
     try:
         text = file.read_text(encoding="utf-8")
-        use_case = (yaml.safe_load(text) or {}).get("use_case")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:
-        typer.echo(f"switchover: {file}: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if not isinstance(use_case, str):
-        typer.echo(f"switchover: {file}:1: use_case: missing", err=True)
-        raise typer.Exit(2)
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise fail(f"{file}:1: not UTF-8 text") from None
+    try:
+        use_case = parse_criteria(text, str(file)).use_case
+    except CriteriaError as exc:
+        raise fail(str(exc)) from None
+    asked = use_case_arg or use_case_opt
+    if asked is not None and pick_use_case(use_case_arg, use_case_opt) != use_case:
+        raise fail(f"{file}:1: use_case: the file is for {use_case!r}, not {asked!r}")
+    current = get_settings()
+    configured = [] if force else list(load_config(current).use_cases)
+    if use_case not in configured and not force:
+        raise fail(
+            f"{file}:1: use_case: {use_case!r} is not configured "
+            f"(configured: {', '.join(configured) or 'none'}); --force stores it anyway"
+        )
+    use_database(current)
     try:
         with session_scope() as session:
             row = apply_criteria(session, use_case, text, author or getpass.getuser())
             version = row.version
     except InvalidCriteria as exc:
-        typer.echo(f"switchover: {str(exc).replace('criteria:', f'{file}:')}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     typer.echo(f"{use_case}: criteria version {version} stored")
 
 
 @app.command("show")
-def criteria_show(use_case: Annotated[str, typer.Argument()]) -> None:
+def criteria_show(
+    use_case_arg: _UseCaseArgument = None, use_case_opt: _UseCaseOption = None
+) -> None:
     """Print the criteria in force for a use case, with version, author and time."""
     from storage.db import session_scope
     from storage.repository import latest_criteria
 
+    use_case = pick_use_case(use_case_arg, use_case_opt)
+    use_database(get_settings())
     with session_scope() as session:
         row = latest_criteria(session, use_case)
         if row is None:
-            typer.echo(f"switchover: {use_case} has no stored criteria", err=True)
-            raise typer.Exit(1)
+            raise fail(f"{use_case} has no stored criteria", code=1)
         when = f"{row.created_at:%Y-%m-%d %H:%M}"
         typer.echo(f"# {use_case} v{row.version} by {row.author} at {when}")
         typer.echo(row.text.rstrip())

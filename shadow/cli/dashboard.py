@@ -194,14 +194,24 @@ def wait_until_stopped(server: DashboardServer) -> None:
 
 
 def serve_for_demo(
-    service_url: str, database_url: str, port: int, echo: Callable[[str], None]
+    service_url: str,
+    database_url: str,
+    port: int,
+    echo: Callable[[str], None],
+    token: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the dashboard over the demo's service until Ctrl-C, with a new viewer token."""
+    """Serve the dashboard over the demo's service until Ctrl-C, with a viewer token.
+
+    `token` is the viewer token to read with (a new one when None); `announce` gets the
+    dashboard's address once it is up, before the wait.
+    """
     from criteria.access.auth import create_token
     from storage.db import get_engine, session_scope
 
-    with session_scope(get_engine(database_url)) as session:
-        token = create_token(session, "viewer", "demo dashboard")
+    if token is None:
+        with session_scope(get_engine(database_url)) as session:
+            token = create_token(session, "viewer", "demo dashboard")
     server = DashboardServer(service_url, token, port=port_or_free(port))
     try:
         server.start()
@@ -209,6 +219,8 @@ def serve_for_demo(
         echo(f"the readiness dashboard could not start: {exc}")
         return
     try:
+        if announce is not None:
+            announce(server.address)
         echo(f"Readiness dashboard: {server.address}  (Ctrl-C stops the demo)")
         wait_until_stopped(server)
     finally:

@@ -6,26 +6,46 @@ from typing import Annotated
 
 import typer
 
-from shadow.cli.common import load_config
+from shadow.cli.common import group, load_config, use_database
 from shadow.settings import get_settings
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = group("Database schema (SWITCHOVER_DATABASE_URL, default SQLite).")
+
+
+def _shown(revision: str | None) -> str:
+    return revision or "no schema"
 
 
 @app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply the migrations (SWITCHOVER_DATABASE_URL, default SQLite)."""
-    from storage.migrate import upgrade
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="where to go")] = "head",
+) -> None:
+    """Apply the migrations and say what was done (from which revision to which, where)."""
+    from storage import migrate
 
-    upgrade(revision=revision)
+    url = use_database(get_settings(), need_schema=False)
+    before = migrate.revision(url)
+    migrate.upgrade(url, revision=revision)
+    after = migrate.revision(url)
+    where = migrate.masked(url)
+    if before == after:
+        typer.echo(f"{where}: already at revision {_shown(after)}, nothing to do")
+    else:
+        typer.echo(f"{where}: upgraded from {_shown(before)} to revision {after}")
 
 
 @app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
-    """Revert the migrations down to REVISION (`base` removes everything)."""
-    from storage.migrate import downgrade
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="`base` removes everything")],
+) -> None:
+    """Revert the migrations down to REVISION and say what was done."""
+    from storage import migrate
 
-    downgrade(revision=revision)
+    url = use_database(get_settings())
+    before = migrate.revision(url)
+    migrate.downgrade(url, revision=revision)
+    after = migrate.revision(url)
+    typer.echo(f"{migrate.masked(url)}: downgraded from revision {before} to {_shown(after)}")
 
 
 @app.command("purge")
@@ -37,7 +57,10 @@ def db_purge(
     """Delete pairs older than their use case's `privacy.retention_days`, with their scores."""
     from shadow.worker.retention import purge_expired
 
-    report = purge_expired(load_config(get_settings()), dry_run=dry_run)
+    current = get_settings()
+    config = load_config(current)
+    use_database(current)
+    report = purge_expired(config, dry_run=dry_run)
     if not report:
         typer.echo("no use case with stored pairs has a retention period (privacy.retention_days)")
     verb = "would purge" if dry_run else "purged"

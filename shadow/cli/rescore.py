@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from shadow.cli.common import load_config
+from shadow.cli.common import console, load_config, pick_use_case, use_database
 from shadow.settings import get_settings
 
 
@@ -30,7 +30,14 @@ def _since(value: str | None) -> datetime | None:
 
 
 def rescore(
-    use_case: Annotated[str, typer.Option("--use-case", help="whose pairs to score")],
+    use_case_arg: Annotated[
+        str | None,
+        typer.Argument(metavar="USE_CASE", help="whose pairs to score", show_default=False),
+    ] = None,
+    use_case_opt: Annotated[
+        str | None,
+        typer.Option("--use-case", metavar="USE_CASE", help="the use case, as an option"),
+    ] = None,
     metric: Annotated[
         list[str] | None, typer.Option("--metric", help="only this metric (repeatable)")
     ] = None,
@@ -53,7 +60,10 @@ def rescore(
     from storage.db import session_scope
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    config = load_config(get_settings())
+    use_case = pick_use_case(use_case_arg, use_case_opt)
+    environment = get_settings()
+    config = load_config(environment)
+    use_database(environment)
     metrics = tuple(metric or ())
     try:
         evaluators_for_metrics(metrics)
@@ -64,7 +74,7 @@ def rescore(
     with session_scope() as session:
         pair_ids = pair_ids_for(session, use_case, _since(since), unscored=unscored)
     written = 0
-    with Progress(transient=False) as progress:
+    with Progress(console=console(), transient=False) as progress:
         task = progress.add_task(f"scoring {use_case}", total=len(pair_ids))
         for start in range(0, len(pair_ids), batch_size):
             chunk = pair_ids[start : start + batch_size]

@@ -60,10 +60,18 @@ def change(
     action: str,
     force: bool = False,
     reason: str | None = None,
+    candidate: str | None = None,
 ) -> dict[str, Any]:
     """POST …/rollout: advance or roll back (admin token); RolloutError when refused."""
-    body = {"action": action, "force": force, "reason": reason}
+    body = {"action": action, "force": force, "reason": reason, "candidate": candidate}
     return _request("POST", url, use_case, token, body)
+
+
+def _whom(candidate: str | None) -> str:
+    # a single-candidate use case's one is `default` (`candidate:`): no name to show
+    if candidate is None or candidate == "default":
+        return "the candidate"
+    return candidate
 
 
 def _percent(value: float | None) -> str:
@@ -79,7 +87,8 @@ def render(console: Console, rollout: dict[str, Any], history: int = 10) -> None
     )
     console.print(
         f"[bold]{rollout['use_case']}[/bold]: [bold {_MODE_COLOURS.get(mode, 'white')}]{mode}[/] "
-        f"at {_percent(rollout['percent'])} of live traffic (verdict {rollout['verdict'] or '-'})"
+        f"at {_percent(rollout['percent'])} of live traffic to {_whom(rollout['candidate'])} "
+        f"(verdict {rollout['verdict'] or '-'})"
     )
     console.print(f"  steps: {steps}; next: {_percent(rollout['next_percent'])}")
     if rollout.get("next_allowed_at"):
@@ -94,14 +103,16 @@ def render(console: Console, rollout: dict[str, Any], history: int = 10) -> None
     events = rollout["history"][:history]
     if events:
         table = Table(show_edge=False)
-        for column in ("at", "event", "by", "from", "to", "verdict", "reason"):
+        # the candidate column only when a use case has named ones (`candidates:`)
+        named = any(_whom(e.get("candidate")) != "the candidate" for e in events)
+        columns = ["at", "event", "by", "candidate", "from", "to", "verdict", "reason"]
+        for column in columns if named else [c for c in columns if c != "candidate"]:
             table.add_column(column)
         for event in events:
             kind = event["kind"] + (" (forced)" if event["forced"] else "")
+            cells = [event["at"], kind, event["actor"], _whom(event.get("candidate"))]
             table.add_row(
-                event["at"],
-                kind,
-                event["actor"],
+                *(cells if named else cells[:3]),
                 _percent(event["from_percent"]),
                 _percent(event["to_percent"]),
                 event["verdict"] or "-",

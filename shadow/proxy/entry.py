@@ -10,36 +10,65 @@ from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow.jobs import ENDPOINT_PATHS
-from shadow.proxy.forward import Proxy, openai_error
+from shadow.proxy.forward import Proxy, api_error
 
 log = logging.getLogger(__name__)
 
 
 class ProxyFastPath:
-    """Sends the two hot endpoints straight to the proxy, past FastAPI's routing.
+    """Sends the hot endpoints straight to the proxy, past FastAPI's routing.
 
     Routing and FastAPI's request handling cost about a third of the proxy's CPU per request;
-    the routes stay registered so that the OpenAPI schema still describes them.
+    the routes stay registered so that the OpenAPI schema still describes them. Every other
+    path under `/v1` but the model list passes through to a primary unchanged.
     """
 
     HOT: ClassVar[dict[str, str]] = {"/v1" + path: name for name, path in ENDPOINT_PATHS.items()}
+    # Paths under /v1 that Switchover answers through its routes (the model list).
+    OWN: ClassVar[frozenset[str]] = frozenset({"/v1/models"})
 
-    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+    def __init__(self, app: ASGIApp, state: dict[str, Any], max_header_bytes: int) -> None:
         self._app = app
         self._state = state
+        self._max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.HOT.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if scope["type"] == "http" and self._headers_too_large(scope):
+            path = scope.get("path", "")
+            too_large = api_error(
+                "messages" if path.startswith("/v1/messages") else "chat.completions",
+                431,
+                f"Request headers exceed {self._max_header_bytes} bytes.",
+                "invalid_request_error",
+                "headers_too_large",
+            )
+            await too_large(scope, receive, send)
+            return
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        endpoint = self.HOT.get(path)
         proxy: Proxy | None = self._state.get("proxy")
-        if endpoint is None or scope["method"] != "POST" or proxy is None:
+        passthrough = endpoint is None or scope["method"] != "POST"
+        if proxy is None or not path.startswith("/v1/") or (passthrough and path in self.OWN):
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
         try:
-            response = await proxy.completions(Request(scope, receive), endpoint, started)
+            request = Request(scope, receive)
+            if passthrough:
+                response = await proxy.passthrough(request, started)
+            else:
+                response = await proxy.completions(request, endpoint or "", started)
         except Exception:
             log.exception("the proxy failed on a request")
-            response = openai_error(
-                500, "Switchover failed on this request.", "server_error", "internal_error"
+            response = api_error(
+                endpoint or "chat.completions",
+                500,
+                "Switchover failed on this request.",
+                "server_error",
+                "internal_error",
             )
         await response(scope, receive, send)
+
+    def _headers_too_large(self, scope: Scope) -> bool:
+        headers = scope["headers"]
+        return sum(len(name) + len(value) for name, value in headers) > self._max_header_bytes

@@ -8,6 +8,7 @@ the calls, and streamed chunks go to the client as they arrive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -20,40 +21,25 @@ from typing import Any
 import aiohttp
 import orjson
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from criteria.rollout.rules import BROKEN, CANDIDATE, FALLBACK_PREFIX
-from shadow.config import SwitchoverConfig, Upstream, UseCase
+from shadow.apis.families import ANTHROPIC, Api, auth_headers, error_body, family, request_id
+from shadow.bodies import dumps_body, has_fetchable_url
+from shadow.config import DEFAULT_CANDIDATE, SwitchoverConfig, Upstream, UseCase
 from shadow.jobs import ENDPOINT_PATHS, CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
-from shadow.metrics import OVERHEAD, REQUESTS
+from shadow.metrics import OVERHEAD, REQUESTS, SHADOW_SKIPPED
+from shadow.proxy.fields import NotAnObject, top_level_fields, with_model
+from shadow.proxy.headers import FEATURE_HEADER, USE_CASE_HEADER, HeaderPolicy
 from shadow.proxy.live import LiveTraffic
 from shadow.proxy.mirror import Mirror
 
 log = logging.getLogger(__name__)
 
-USE_CASE_HEADER = "x-switchover-use-case"
-FEATURE_HEADER = "x-switchover-feature"
 SERVED_BY_HEADER = "x-switchover-served-by"
 FALLBACK_HEADER = "x-switchover-fallback"
-# Request headers that are about this hop, or that the proxy sets itself.
-_DROP_REQUEST = frozenset(
-    {
-        "host",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "proxy-authorization",
-        "accept-encoding",
-        "authorization",
-        USE_CASE_HEADER,
-        FEATURE_HEADER,
-    }
-)
 _DROP_RESPONSE = frozenset(
     {
         "content-length",
@@ -75,16 +61,34 @@ def openai_error(
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
+def api_error(
+    endpoint: str,
+    status: int,
+    message: str,
+    error_type: str,
+    code: str | None = None,
+    param: str | None = None,
+) -> Response:
+    """An error in the shape of the endpoint's API family (OpenAI's or Anthropic's)."""
+    body = error_body(family(endpoint), status, message, error_type, code, param)
+    return Response(body, status_code=status, media_type="application/json")
+
+
 # The fields the proxy reads itself; the upstream validates everything else.
 _READ_FIELDS = (("model", str, "a string"), ("stream", bool, "a boolean"))
+_READ_NAMES = frozenset(name for name, _, _ in _READ_FIELDS)
+# Larger bodies are not parsed whole, nor on the event loop: their fields are scanned for in
+# a thread (`shadow.proxy.fields`).
+SCAN_OVER_BYTES = 256 * 1024
 
 
-def _wrong_type(payload: dict[str, Any]) -> Response | None:
-    """An OpenAI-style 400 when a field the proxy reads has the wrong type (null is allowed)."""
+def _wrong_type(payload: dict[str, Any], endpoint: str) -> Response | None:
+    """A 400 when a field the proxy reads has the wrong type (null is allowed)."""
     for name, kind, expected in _READ_FIELDS:
         value = payload.get(name)
         if value is not None and not isinstance(value, kind):
-            return openai_error(
+            return api_error(
+                endpoint,
                 400,
                 f"Invalid type for '{name}': expected {expected}, got {type(value).__name__}.",
                 "invalid_request_error",
@@ -100,7 +104,8 @@ class _Route:
     use_case: UseCase
     upstream: Upstream
     session: aiohttp.ClientSession
-    url_base: str
+    # (candidate, sample rate) of each candidate; each samples a request on its own
+    sample_rates: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -110,9 +115,24 @@ class _CandidateRoute:
     model: str
     api_key: str | None
     session: aiohttp.ClientSession
-    url_base: str
+    upstream: Upstream
     first_byte_timeout_s: float
     reverse_sample_rate: float
+    name: str = DEFAULT_CANDIDATE
+
+    @property
+    def api(self) -> Api:
+        """The API family the candidate's upstream speaks."""
+        return self.upstream.api
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """The endpoints the candidate's upstream serves."""
+        return self.upstream.forms
+
+    def url(self, path: str) -> str:
+        """An API path on the candidate's upstream."""
+        return self.upstream.url(path)
 
 
 @dataclass
@@ -129,6 +149,10 @@ class _Call:
     stream: bool
     started: float
     received_at: float
+    # where `model` lies in a body too large to parse whole (the payload holds only the fields
+    # the proxy reads, so the candidate's body is spliced, not re-written)
+    scanned: bool = False
+    model_span: tuple[int, int] | None = None
 
 
 @dataclass
@@ -159,6 +183,8 @@ class _Sample:
     # the noise re-ask the proxy makes itself: only the client's own key reaches the primary,
     # and it stays in this process's memory for the re-ask's lifetime, never in the job
     reask: tuple[str, dict[str, str]] | None = None
+    # the candidates that sampled the request; the first gets `pair_id` and the noise re-ask
+    candidates: tuple[str, ...] = (DEFAULT_CANDIDATE,)
 
     @classmethod
     def of(
@@ -169,6 +195,7 @@ class _Sample:
         first_byte_s: float,
         candidate: CandidateCapture | None = None,
         served_by_candidate: bool = False,
+        candidates: tuple[str, ...] = (DEFAULT_CANDIDATE,),
     ) -> _Sample:
         """The sample of a request whose answer has begun to arrive."""
         return cls(
@@ -181,10 +208,11 @@ class _Sample:
             client_auth=call.client_auth,
             feature=call.feature,
             status=response.status,
-            request_id=response.headers.get("x-request-id"),
+            request_id=request_id(response.headers),
             first_byte_s=first_byte_s,
             candidate=candidate,
             served_by_candidate=served_by_candidate,
+            candidates=candidates,
         )
 
 
@@ -199,21 +227,39 @@ class Proxy:
         max_body_bytes: int,
         rng: random.Random | None = None,
         live: LiveTraffic | None = None,
+        body_timeout_s: float = 30.0,
     ) -> None:
         self._config = config
         self._sessions = sessions
         self._mirror = mirror
         self._max_body_bytes = max_body_bytes
+        self._body_timeout_s = body_timeout_s
         self._rng = rng or random.Random()
         self._live = live
+        # by the upstream object's identity: the routes and `passthrough:` hold the same objects
+        self._header_policies = {
+            id(upstream): HeaderPolicy(upstream.forward_headers)
+            for upstream in config.upstreams.values()
+        }
         self._routes = {name: self._route(name) for name in config.use_cases}
-        self._candidates = {name: self._candidate(name) for name in config.use_cases}
+        # every candidate's route: an advance may name any of them (`rollout --candidate`)
+        self._candidates = {
+            (name, candidate): self._candidate(name, candidate)
+            for name, use_case in config.use_cases.items()
+            for candidate in use_case.targets
+        }
         self._by_model: dict[str, str] = {}
         for name, use_case in config.use_cases.items():
             self._by_model.setdefault(use_case.primary.model, name)
         self._default = "default" if "default" in config.use_cases else None
         self._reasks: set[asyncio.Task[None]] = set()
         self._reask_gates: dict[str, asyncio.Semaphore] = {}
+        self._passthrough = None
+        if config.passthrough is not None:
+            self._passthrough = (
+                config.upstreams[config.passthrough],
+                sessions[config.passthrough],
+            )
 
     def _route(self, name: str) -> _Route:
         use_case = self._config.use_cases[name]
@@ -223,22 +269,33 @@ class Proxy:
             use_case,
             upstream,
             self._sessions[use_case.primary.upstream],
-            upstream.base_url.rstrip("/"),
+            tuple((c, use_case.shadow_for(c).sample_rate) for c in use_case.targets),
         )
 
-    def _candidate(self, name: str) -> _CandidateRoute:
+    def _candidate(self, name: str, candidate: str) -> _CandidateRoute:
         use_case = self._config.use_cases[name]
-        upstream = self._config.upstreams[use_case.candidate.upstream]
+        target = use_case.targets[candidate]
+        upstream = self._config.upstreams[target.upstream]
         plan = use_case.rollout_plan
         reverse = plan.reverse_sample_rate
         return _CandidateRoute(
-            model=use_case.candidate.model,
+            model=target.model,
             api_key=upstream.api_key(),
-            session=self._sessions[use_case.candidate.upstream],
-            url_base=upstream.base_url.rstrip("/"),
+            session=self._sessions[target.upstream],
+            upstream=upstream,
             first_byte_timeout_s=plan.first_byte_timeout_s,
-            reverse_sample_rate=use_case.shadow.sample_rate if reverse is None else reverse,
+            reverse_sample_rate=(
+                use_case.shadow_for(candidate).sample_rate if reverse is None else reverse
+            ),
+            name=candidate,
         )
+
+    def _live_candidate(self, route: _Route) -> _CandidateRoute:
+        """The candidate that takes the use case's live share (the lead until one is named)."""
+        name = route.use_case_name
+        live = self._live.candidate.get(name) if self._live is not None else None
+        found = self._candidates.get((name, live or route.use_case.lead))
+        return found or self._candidates[(name, route.use_case.lead)]
 
     def _resolve(self, header: str | None, model: Any) -> _Route | None:
         if header:
@@ -247,37 +304,52 @@ class Proxy:
         name = name or self._default
         return self._routes[name] if name else None
 
-    @staticmethod
-    def _forward_headers(request: Request, route: _Route) -> tuple[dict[str, str], bool]:
+    def _forward_headers(self, request: Request, upstream: Upstream) -> tuple[dict[str, str], bool]:
         """Headers for the upstream, and whether the client's own key was used."""
-        headers = {"accept-encoding": "identity"}
-        client_auth = None
-        for raw_name, raw_value in request.scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
-            if name == "authorization":
-                client_auth = raw_value.decode("latin-1")
-            elif name not in _DROP_REQUEST:
-                headers[name] = raw_value.decode("latin-1")
-        key = route.upstream.api_key()
+        key = upstream.api_key()
+        headers, client_auth = self._header_policies[id(upstream)].forward(
+            request.scope["headers"], key
+        )
         if key:
-            headers["authorization"] = f"Bearer {key}"
-        elif client_auth:
-            headers["authorization"] = client_auth
-        return headers, key is None and client_auth is not None
+            keyed = auth_headers(upstream.api, key)
+            if upstream.api == ANTHROPIC and "anthropic-version" in headers:
+                keyed.pop("anthropic-version")  # the client's own version wins
+            headers.update(keyed)
+        else:
+            headers.update(client_auth)
+        return headers, key is None and bool(client_auth)
 
-    async def _read_body(self, request: Request) -> bytes | Response:
+    async def _read_body(
+        self, request: Request, endpoint: str = "chat.completions"
+    ) -> bytes | Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-            return self._too_large()
+            return self._too_large(endpoint)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self._max_body_bytes:
-                return self._too_large()
+        try:
+            async with asyncio.timeout(self._body_timeout_s):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > self._max_body_bytes:
+                        return self._too_large(endpoint)
+        except ClientDisconnect:
+            # nobody reads an answer now; not an error of the service
+            log.info("a client went away while sending its request (%s bytes read)", len(body))
+            return Response(status_code=400)
+        except TimeoutError:
+            log.info("a request body took over %g s to arrive; refused", self._body_timeout_s)
+            return api_error(
+                endpoint,
+                408,
+                f"The request body did not arrive within {self._body_timeout_s:g} s.",
+                "invalid_request_error",
+                "request_timeout",
+            )
         return bytes(body)
 
-    def _too_large(self) -> Response:
-        return openai_error(
+    def _too_large(self, endpoint: str) -> Response:
+        return api_error(
+            endpoint,
             413,
             f"Request body exceeds the limit of {self._max_body_bytes} bytes.",
             "invalid_request_error",
@@ -294,10 +366,11 @@ class Proxy:
             return Response(
                 orjson.dumps({"object": "list", "data": data}), media_type="application/json"
             )
-        headers, _ = self._forward_headers(request, route)
+        headers, _ = self._forward_headers(request, route.upstream)
         try:
             upstream_started = time.perf_counter()
-            async with route.session.get(f"{route.url_base}/models", headers=headers) as response:
+            models_url = route.upstream.url("/models")
+            async with route.session.get(models_url, headers=headers) as response:
                 content = await response.read()
             upstream_s = time.perf_counter() - upstream_started
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -314,41 +387,56 @@ class Proxy:
         """
         started = started or time.perf_counter()
         received_at = time.time()
-        body = await self._read_body(request)
+        body = await self._read_body(request, endpoint)
         if isinstance(body, Response):
             return body
+        fields = None
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return openai_error(
+            if len(body) > SCAN_OVER_BYTES:
+                fields = await asyncio.to_thread(top_level_fields, body, _READ_NAMES)
+                payload: Any = {name: field.value for name, field in fields.items()}
+            else:
+                payload = orjson.loads(body)
+        except (orjson.JSONDecodeError, NotAnObject) as exc:
+            return api_error(
+                endpoint,
                 400,
                 f"Request body is not valid JSON: {exc}",
                 "invalid_request_error",
                 "invalid_json",
             )
         if not isinstance(payload, dict):
-            return openai_error(
-                400, "Request body must be a JSON object.", "invalid_request_error", "invalid_json"
+            return api_error(
+                endpoint,
+                400,
+                "Request body must be a JSON object.",
+                "invalid_request_error",
+                "invalid_json",
             )
-        wrong_type = _wrong_type(payload)
+        wrong_type = _wrong_type(payload, endpoint)
         if wrong_type is not None:
             return wrong_type
         header = request.headers.get(USE_CASE_HEADER)
         route = self._resolve(header, payload.get("model"))
         if route is None:
+            if not header and self._passthrough is not None:
+                return await self.passthrough(request, started, body, payload.get("model"))
             wanted = (
                 f"use case {header!r}"
                 if header
                 else f"a use case for model {payload.get('model')!r}"
             )
-            return openai_error(
+            return api_error(
+                endpoint,
                 404,
-                f"Switchover has no {wanted} and no `default` use case.",
+                f"Switchover has no {wanted} and no `default` use case. Add a use case whose "
+                "primary has this model, a `default` use case, or a top-level `passthrough: "
+                "<upstream>` to forward such requests unmirrored.",
                 "invalid_request_error",
                 "use_case_not_found",
                 "model",
             )
-        headers, client_auth = self._forward_headers(request, route)
+        headers, client_auth = self._forward_headers(request, route.upstream)
         call = _Call(
             route=route,
             endpoint=endpoint,
@@ -360,14 +448,89 @@ class Proxy:
             stream=payload.get("stream") is True,
             started=started,
             received_at=received_at,
+            scanned=fields is not None,
+            model_span=(fields["model"].start, fields["model"].end)
+            if fields and "model" in fields
+            else None,
         )
         percent = self._live.percent.get(route.use_case_name, 0.0) if self._live else 0.0
+        if percent > 0 and endpoint not in self._live_candidate(route).forms:
+            percent = 0.0  # live answers only in the client's own form, never translated
         if percent > 0 and (percent >= 100 or self._rng.random() * 100 < percent):
             return await self._via_candidate(call)
         pair_id = None
-        if self._mirror is not None and self._rng.random() < route.use_case.shadow.sample_rate:
-            pair_id = str(uuid.uuid4())
-        return await self._via_primary(call, pair_id, time.perf_counter())
+        sampled: tuple[str, ...] = ()
+        if self._mirror is not None:
+            sampled = tuple(c for c, rate in route.sample_rates if self._rng.random() < rate)
+            # a scanned body's URLs are looked for by the worker (`measure_pair`)
+            shadow = route.use_case.shadow
+            if sampled and not (
+                shadow.forward_urls or call.scanned or not has_fetchable_url(body, payload)
+            ):
+                SHADOW_SKIPPED.labels(route.use_case_name, "urls").inc()
+                sampled = ()
+            if sampled:
+                pair_id = str(uuid.uuid4())
+        return await self._via_primary(call, pair_id, time.perf_counter(), candidates=sampled)
+
+    async def passthrough(
+        self,
+        request: Request,
+        started: float | None = None,
+        body: bytes | None = None,
+        model: Any = None,
+    ) -> Response:
+        """Any other path under `/v1`, forwarded unchanged to a primary and not mirrored.
+
+        The upstream is the use case's (by header, by a JSON body's model, or `default`), else
+        the `passthrough:` upstream. A body that is not JSON streams through unread.
+        """
+        started = started or time.perf_counter()
+        header = request.headers.get(USE_CASE_HEADER)
+        endpoint = "messages" if request.url.path.startswith("/v1/messages") else "passthrough"
+        if body is None and request.headers.get("content-type", "").startswith("application/json"):
+            read = await self._read_body(request, endpoint)
+            if isinstance(read, Response):
+                return read
+            body = read
+            with contextlib.suppress(orjson.JSONDecodeError):
+                parsed = orjson.loads(body)
+                model = parsed.get("model") if isinstance(parsed, dict) else None
+        route = self._resolve(header, model)
+        target = (route.upstream, route.session) if route is not None else None
+        if target is None and not header:
+            target = self._passthrough
+        if target is None:
+            wanted = f"use case {header!r}" if header else f"a use case for model {model!r}"
+            return api_error(
+                endpoint,
+                404,
+                f"Switchover has no {wanted}, no `default` use case and no `passthrough:` "
+                f"upstream for {request.method} {request.url.path}. Set a top-level "
+                "`passthrough: <upstream>` to forward such requests unmirrored.",
+                "invalid_request_error",
+                "use_case_not_found",
+            )
+        upstream, session = target
+        headers, _ = self._forward_headers(request, upstream)
+        data: Any = body
+        if body is None:
+            length = request.headers.get("content-length")
+            if length is not None:
+                headers["content-length"] = length
+            data = request.stream() if length != "0" else None
+        url = upstream.url(request.url.path.removeprefix("/v1"))
+        if request.url.query:
+            url += "?" + request.url.query
+        upstream_started = time.perf_counter()
+        try:
+            response = await session.request(request.method, url, data=data, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._upstream_failed(exc, route.use_case_name if route else None, endpoint)
+        if route is not None:
+            REQUESTS.labels(route.use_case_name, "passthrough", str(response.status)).inc()
+        out = self._response_headers(response, started, time.perf_counter() - upstream_started)
+        return RelayResponse(response, out, started, None)
 
     async def _via_primary(
         self,
@@ -375,18 +538,26 @@ class Proxy:
         pair_id: str | None,
         upstream_started: float,
         failed: CandidateCapture | None = None,
+        candidates: tuple[str, ...] = (DEFAULT_CANDIDATE,),
     ) -> Response:
-        """Answer from the primary; `failed` is the candidate's failure this one stands in for."""
+        """Answer from the primary; `failed` is the candidate's failure this one stands in for.
+
+        `candidates` are those that sampled the request (each gets a pair of its own).
+        """
         route, endpoint, started, stream = call.route, call.endpoint, call.started, call.stream
-        url = route.url_base + ENDPOINT_PATHS[endpoint]
+        url = route.upstream.url(ENDPOINT_PATHS[endpoint])
         try:
             response = await route.session.post(url, data=call.body, headers=call.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._upstream_failed(exc, route.use_case_name, endpoint)
         first_byte_s = time.perf_counter() - started
         sample = None
+        if pair_id is None and endpoint == "responses" and self._mirror is not None:
+            pair_id = ""  # unsampled, yet kept as a turn that later turns may build on
         if pair_id is not None and 200 <= response.status < 300:
-            sample = _Sample.of(call, pair_id, response, first_byte_s, candidate=failed)
+            sample = _Sample.of(
+                call, pair_id, response, first_byte_s, candidate=failed, candidates=candidates
+            )
             shadow = route.use_case.shadow
             if call.client_auth and unit_interval(pair_id, "noise") < shadow.noise_rate:
                 sample = replace(sample, reask=(url, call.headers))
@@ -426,7 +597,7 @@ class Proxy:
         after its first chunk reaches the client broken (and is counted as `broken`).
         """
         route = call.route
-        candidate = self._candidates[route.use_case_name]
+        candidate = self._live_candidate(route)
         name = route.use_case_name
         pair_id = None
         # The primary can be re-asked only with a key of the configuration, never the client's.
@@ -436,12 +607,19 @@ class Proxy:
             and self._rng.random() < candidate.reverse_sample_rate
         ):
             pair_id = str(uuid.uuid4())
-        call.payload["model"] = candidate.model
-        body = orjson.dumps(call.payload)
-        headers = {k: v for k, v in call.headers.items() if k != "authorization"}
-        if candidate.api_key:
-            headers["authorization"] = f"Bearer {candidate.api_key}"
-        url = candidate.url_base + ENDPOINT_PATHS[call.endpoint]
+        if call.scanned:
+            body = with_model(call.body, call.model_span, candidate.model)
+        else:
+            call.payload["model"] = candidate.model
+            body = dumps_body(call.payload)
+        policy = self._header_policies[id(candidate.upstream)]
+        headers = {
+            k: v
+            for k, v in call.headers.items()
+            if k == "accept-encoding" or policy.allowed_under_proxy_key(k)
+        }
+        headers.update(auth_headers(candidate.api, candidate.api_key))
+        url = candidate.url(ENDPOINT_PATHS[call.endpoint])
         upstream_started = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
         first = b""
@@ -483,19 +661,30 @@ class Proxy:
             failed = self._failure(call, "connection", f"{type(exc).__name__}: {exc}")
         if failed is not None:
             self._count(name, f"{FALLBACK_PREFIX}{failed.error_kind}")
-            return await self._via_primary(call, pair_id, upstream_started, failed)
+            return await self._via_primary(
+                call, pair_id, upstream_started, failed, (candidate.name,)
+            )
         assert response is not None
         REQUESTS.labels(name, call.endpoint, str(response.status)).inc()
         sample = None
         if pair_id is not None:
-            sample = _Sample.of(call, pair_id, response, first_byte_s, served_by_candidate=True)
+            sample = _Sample.of(
+                call,
+                pair_id,
+                response,
+                first_byte_s,
+                served_by_candidate=True,
+                candidates=(candidate.name,),
+            )
         if not relay:
             try:
                 content = await response.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failed = self._failure(call, "connection", f"{type(exc).__name__}: {exc}")
                 self._count(name, f"{FALLBACK_PREFIX}{failed.error_kind}")
-                return await self._via_primary(call, pair_id, upstream_started, failed)
+                return await self._via_primary(
+                    call, pair_id, upstream_started, failed, (candidate.name,)
+                )
             finally:
                 response.release()
             self._count(name, CANDIDATE)
@@ -563,7 +752,7 @@ class Proxy:
         overhead_s = time.perf_counter() - started - upstream_s
         OVERHEAD.observe(overhead_s)
         out["x-switchover-overhead-ms"] = f"{overhead_s * 1000:.3f}"
-        if sample is not None:
+        if sample is not None and sample.pair_id:
             out["x-switchover-pair-id"] = sample.pair_id
         return out
 
@@ -574,10 +763,14 @@ class Proxy:
             status, code, message = 504, "upstream_timeout", "The primary upstream timed out."
         else:
             status, code = 502, "upstream_unavailable"
-            message = f"The primary upstream could not be reached: {type(exc).__name__}: {exc}"
+            # The exception names the upstream's host and port: for the log, not the client.
+            log.warning(
+                "the primary upstream could not be reached: %s: %s", type(exc).__name__, exc
+            )
+            message = f"The primary upstream could not be reached ({type(exc).__name__})."
         if use_case is not None:
             REQUESTS.labels(use_case, endpoint, str(status)).inc()
-        return openai_error(status, message, "upstream_error", code)
+        return api_error(endpoint, status, message, "upstream_error", code)
 
     async def _mirror_answer(self, sample: _Sample, content: bytes, latency_ms: float) -> None:
         """After a complete non-streamed answer: hand the pair to the mirror (never blocks)."""
@@ -619,8 +812,22 @@ class Proxy:
             primary=primary,
             candidate=candidate,
             feature=sample.feature,
+            turn_only=not sample.pair_id,
+            candidate_name=sample.candidates[0] if sample.candidates else DEFAULT_CANDIDATE,
         )
-        if sample.reask is None:
+        if not job.turn_only:
+            # The other candidates' jobs go now, without the re-ask: the first job's serves them.
+            for other in sample.candidates[1:]:
+                self._mirror.submit(
+                    job.model_copy(
+                        update={
+                            "pair_id": str(uuid.uuid4()),
+                            "candidate_name": other,
+                            "reask": False,
+                        }
+                    )
+                )
+        if sample.reask is None or job.turn_only:
             self._mirror.submit(job)
             return
         task = asyncio.get_running_loop().create_task(self._reask(sample, job, *sample.reask))

@@ -12,9 +12,10 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from criteria.readiness.service import Catalog
 from criteria.rollout import service as rollout_service
 from criteria.rollout.rules import starting_percent
+from criteria.rollout.service import LiveState
+from criteria.usecases import Catalog
 from shadow.config import SwitchoverConfig
 from shadow.metrics import LIVE_OUTCOMES, LIVE_PERCENT
 from storage.db import session_scope
@@ -25,10 +26,12 @@ _Key = tuple[str, int, str]
 
 
 class LiveTraffic:
-    """Live percentage per use case, and outcome counts not yet stored."""
+    """Live percentage and candidate per use case, and outcome counts not yet stored."""
 
-    def __init__(self, percent: dict[str, float]) -> None:
+    def __init__(self, percent: dict[str, float], candidate: dict[str, str] | None = None) -> None:
         self.percent = dict(percent)
+        # the candidate that takes the live share (absent: the use case's lead candidate)
+        self.candidate = dict(candidate or {})
         self._counts: dict[_Key, int] = {}
         for name, value in percent.items():
             LIVE_PERCENT.labels(name).set(value)
@@ -59,16 +62,17 @@ class LiveTraffic:
         for key, n in counts.items():
             self._counts[key] = self._counts.get(key, 0) + n
 
-    def update(self, percent: dict[str, float]) -> None:
-        """Take the stored percentages."""
-        for name, value in percent.items():
-            if self.percent.get(name) != value:
-                log.warning("use case %s: %g%% of live traffic to the candidate", name, value)
+    def update(self, states: dict[str, LiveState]) -> None:
+        """Take the stored percentages and candidates."""
+        for name, (value, candidate) in states.items():
+            if self.percent.get(name) != value or self.candidate.get(name, candidate) != candidate:
+                log.warning("use case %s: %g%% of live traffic to %s", name, value, candidate)
                 LIVE_PERCENT.labels(name).set(value)
-        self.percent = dict(percent)
+        self.percent = {name: state.percent for name, state in states.items()}
+        self.candidate = {name: state.candidate for name, state in states.items()}
 
 
-def _store(catalog: Catalog, counts: dict[_Key, int]) -> dict[str, float]:
+def _store(catalog: Catalog, counts: dict[_Key, int]) -> dict[str, LiveState]:
     by_minute = {
         (use_case, datetime.fromtimestamp(minute * 60, UTC), outcome): n
         for (use_case, minute, outcome), n in counts.items()

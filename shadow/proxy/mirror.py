@@ -2,7 +2,9 @@
 
 The proxy puts a job into a bounded in-memory buffer (a non-blocking put); one publisher
 thread moves jobs from the buffer to the broker. When the buffer is full, or the broker
-refuses a job, the job is dropped and counted in `switchover_shadow_dropped_total`.
+refuses a job (the embedded local queue at its bound: `queue_full`), the job is dropped and
+counted in `switchover_shadow_dropped_total`, and in the `journal` when one is given (embedded
+mode: the queue file's `dropped` table), which the publisher thread writes about once a second.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from shadow.jobs import ShadowJob
@@ -18,14 +21,30 @@ from shadow.metrics import SHADOW_BUFFERED, SHADOW_DROPPED, SHADOW_ENQUEUED
 log = logging.getLogger(__name__)
 
 Publish = Callable[[ShadowJob], None]
+# Readies a job in the publisher thread before it is published; None: nothing to publish.
+Prepare = Callable[[ShadowJob], ShadowJob | None]
+# Jobs dropped since the last call, by (use case, reason): a durable record of the drops.
+Journal = Callable[[dict[tuple[str, str], int]], None]
+_JOURNAL_EVERY_S = 1.0
 
 
 class Mirror:
     """A bounded buffer of shadow jobs and the thread that publishes them."""
 
-    def __init__(self, publish: Publish, capacity: int) -> None:
+    def __init__(
+        self,
+        publish: Publish,
+        capacity: int,
+        prepare: Prepare | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self._publish = publish
+        self._prepare = prepare
         self._buffer: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=capacity)
+        self._journal = journal
+        self._unjournaled: dict[tuple[str, str], int] = {}
+        self._unjournaled_lock = threading.Lock()
+        self._queue_full_logged = 0.0
         self._thread = threading.Thread(target=self._run, name="switchover-mirror", daemon=True)
         self._thread.start()
 
@@ -34,7 +53,7 @@ class Mirror:
         try:
             self._buffer.put_nowait(job)
         except queue.Full:
-            SHADOW_DROPPED.labels(job.use_case, "buffer_full").inc()
+            self._dropped(job, "buffer_full")
             return False
         SHADOW_BUFFERED.inc()
         return True
@@ -52,9 +71,38 @@ class Mirror:
             log.warning("shadow buffer still full at shutdown; its jobs are dropped")
         self._thread.join(timeout_s)
 
+    def _dropped(self, job: ShadowJob, reason: str) -> None:
+        SHADOW_DROPPED.labels(job.use_case, reason).inc()
+        if self._journal is not None:
+            key = (job.use_case, reason)
+            with self._unjournaled_lock:
+                self._unjournaled[key] = self._unjournaled.get(key, 0) + 1
+
+    def _write_journal(self) -> None:
+        if self._journal is None or not self._unjournaled:
+            return
+        with self._unjournaled_lock:
+            counts, self._unjournaled = self._unjournaled, {}
+        try:
+            self._journal(counts)
+        except Exception as exc:
+            with self._unjournaled_lock:
+                for key, n in counts.items():
+                    self._unjournaled[key] = self._unjournaled.get(key, 0) + n
+            log.warning("dropped shadow jobs not recorded yet, trying again: %s", exc)
+
     def _run(self) -> None:
+        journaled_at = time.monotonic()
         while True:
-            job = self._buffer.get()
+            try:
+                job = self._buffer.get(timeout=_JOURNAL_EVERY_S)
+            except queue.Empty:
+                self._write_journal()
+                journaled_at = time.monotonic()
+                continue
+            if job is None or time.monotonic() - journaled_at >= _JOURNAL_EVERY_S:
+                self._write_journal()
+                journaled_at = time.monotonic()
             if job is None:
                 close = getattr(self._publish, "close", None)
                 if close is not None:
@@ -62,9 +110,21 @@ class Mirror:
                 return
             SHADOW_BUFFERED.dec()
             try:
+                if self._prepare is not None:
+                    prepared = self._prepare(job)
+                    if prepared is None:
+                        continue
+                    job = prepared
                 self._publish(job)
             except Exception as exc:
-                SHADOW_DROPPED.labels(job.use_case, "broker_error").inc()
-                log.warning("shadow job %s dropped, the broker refused it: %s", job.pair_id, exc)
+                reason = getattr(exc, "drop_reason", "broker_error")
+                self._dropped(job, reason)
+                if reason == "broker_error":
+                    log.warning(
+                        "shadow job %s dropped, the broker refused it: %s", job.pair_id, exc
+                    )
+                elif time.monotonic() - self._queue_full_logged > 10:
+                    self._queue_full_logged = time.monotonic()
+                    log.warning("shadow jobs dropped (%s): %s", reason, exc)
             else:
                 SHADOW_ENQUEUED.labels(job.use_case).inc()

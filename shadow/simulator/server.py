@@ -1,4 +1,7 @@
-"""Simulated OpenAI-compatible upstream with configurable latency, failures and answer quality.
+"""Simulated upstream with configurable latency, failures and answer quality.
+
+It speaks OpenAI's Chat Completions, Completions and Responses APIs and Anthropic's Messages
+API (`/v1/messages`, errors in Anthropic's shape, `x-api-key`).
 
 Built on aiohttp and orjson so that, at zero delay, it costs the benchmark as little as possible:
 no per-request logging, no schema validation beyond the few fields it reads.
@@ -220,13 +223,28 @@ class _RequestError(Exception):
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
         self.headers = headers
 
-    def response(self) -> web.Response:
+    def response(self, form: str = "chat") -> web.Response:
+        body: dict[str, Any] = self.body
+        if form == "messages":
+            kind = _ANTHROPIC_ERRORS.get(self.status, "api_error")
+            body = {"type": "error", "error": {"type": kind, "message": str(self)}}
         return web.Response(
             status=self.status,
-            body=orjson.dumps(self.body),
+            body=orjson.dumps(body),
             content_type="application/json",
             headers=self.headers,
         )
+
+
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 
 
 def _forced_error(model: str) -> _RequestError | None:
@@ -278,9 +296,14 @@ class _Stats:
     by_path: dict[str, int] = field(default_factory=dict)
 
     def enter(self, path: str) -> None:
+        """A model request (chat, completions, responses, messages, embeddings) arrived."""
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.by_path[path] = self.by_path.get(path, 0) + 1
+
+    def listed(self, path: str) -> None:
+        """A `GET /v1/models` (a client's or the proxy's start-up probe): not a model request."""
         self.by_path[path] = self.by_path.get(path, 0) + 1
 
     def reset(self) -> None:
@@ -310,6 +333,7 @@ class _Job:
     prompt_tokens: int
     stream: bool
     include_usage: bool
+    form: str = "chat"  # chat, completion, responses or messages
 
 
 class _Simulator:
@@ -387,17 +411,20 @@ class _Simulator:
     # Parsing
 
     def _check_auth(self, request: web.Request) -> None:
-        if self._auth is not None and request.headers.get("Authorization") != self._auth:
-            raise _RequestError(401, "Incorrect API key provided.", code="invalid_api_key")
+        if self._auth is None or request.headers.get("Authorization") == self._auth:
+            return
+        if request.headers.get("x-api-key") == self.config.require_api_key:
+            return
+        raise _RequestError(401, "Incorrect API key provided.", code="invalid_api_key")
 
-    async def _parse(self, request: web.Request, chat: bool) -> _Job:
+    async def _parse(self, request: web.Request, chat: bool, form: str = "chat") -> _Job:
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             raise _RequestError(400, "We could not parse the JSON body of your request.") from None
         if not isinstance(body, dict):
             raise _RequestError(400, "The request body must be a JSON object.")
-        if self.config.reject_unknown_fields:
+        if self.config.reject_unknown_fields and form in ("chat", "completion"):
             unknown = sorted(body.keys() - (CHAT_FIELDS if chat else COMPLETION_FIELDS))
             if unknown:
                 raise _RequestError(
@@ -413,7 +440,11 @@ class _Simulator:
         if forced is not None:
             raise forced
         max_tokens = _max_tokens(body)
-        if chat:
+        if form == "responses":
+            answer, prompt_tokens = self._chat_answer({"messages": _responses_messages(body)})
+        elif form == "messages":
+            answer, prompt_tokens = self._chat_answer(body)
+        elif chat:
             answer, prompt_tokens = self._chat_answer(body)
         else:
             answer, prompt_tokens = self._completion_answer(body)
@@ -426,6 +457,7 @@ class _Simulator:
             stream=body.get("stream") is True,
             include_usage=isinstance(stream_options, dict)
             and stream_options.get("include_usage") is True,
+            form=form,
         )
 
     def _chat_answer(self, body: dict[str, Any]) -> tuple[_Answer, int]:
@@ -465,15 +497,24 @@ class _Simulator:
     async def generate_completion(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
 
-    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+    async def generate_response(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True, form="responses")
+
+    async def generate_message(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True, form="messages")
+
+    async def _generate(
+        self, request: web.Request, chat: bool, form: str | None = None
+    ) -> web.StreamResponse:
+        form = form or ("chat" if chat else "completion")
         self.stats.enter(request.path)
         try:
             self._check_auth(request)
-            job = await self._parse(request, chat)
+            job = await self._parse(request, chat, form)
             async with self._slot:
                 return await self._serve(request, job)
         except _RequestError as exc:
-            return exc.response()
+            return exc.response(form)
         finally:
             self.stats.in_flight -= 1
 
@@ -496,7 +537,7 @@ class _Simulator:
         created = int(time.time())
         if job.stream:
             return await self._stream(request, job, created, outcome)
-        body = orjson.dumps(_completion_body(job, created))
+        body = orjson.dumps(_BODIES.get(job.form, _completion_body)(job, created))
         if outcome == "cut":
             return await _cut_off(request, web.StreamResponse(), body)
         if outcome == "garbage":
@@ -509,7 +550,7 @@ class _Simulator:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        events = _stream_events(job, created)
+        events = _EVENTS.get(job.form, _stream_events)(job, created)
         if outcome == "cut":
             return await _cut_off(request, response, b"".join(events))
         await response.prepare(request)
@@ -541,14 +582,12 @@ class _Simulator:
             await response.write(b"".join(events[end:]))
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        self.stats.enter(request.path)
+        self.stats.listed(request.path)
         try:
             self._check_auth(request)
             return web.Response(body=self._models_body, content_type="application/json")
         except _RequestError as exc:
             return exc.response()
-        finally:
-            self.stats.in_flight -= 1
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return _RequestError(
@@ -621,6 +660,10 @@ def _completion_body(job: _Job, created: int) -> dict[str, Any]:
 
 def _opening_events(job: _Job) -> int:
     """How many events precede the first token: the role chunk, and a tool call's header."""
+    if job.form == "messages":
+        return 3  # message_start, content_block_start, ping
+    if job.form == "responses":
+        return 2 if job.answer.tool_name is not None else 3
     if not job.chat:
         return 0
     return 1 if job.answer.tool_name is None else 2
@@ -681,8 +724,181 @@ def _stream_events(job: _Job, created: int) -> list[bytes]:
     return events
 
 
+def _responses_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses request's input as chat messages, enough to find the prompt."""
+    given = body.get("input")
+    if isinstance(given, str):
+        return [{"role": "user", "content": given}]
+    if not isinstance(given, list) or not given:
+        raise _RequestError(400, "'input' must be a string or a non-empty array.", param="input")
+    return [
+        {"role": item.get("role"), "content": item.get("content")}
+        for item in given
+        if isinstance(item, dict) and item.get("role") is not None
+    ]
+
+
+def _tool_input(answer: _Answer) -> Any:
+    try:
+        return json.loads(answer.text)
+    except ValueError:
+        return {}
+
+
+_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def _message_body(job: _Job, created: int) -> dict[str, Any]:
+    answer = job.answer
+    block: dict[str, Any] = {"type": "text", "text": answer.text}
+    if answer.tool_name is not None:
+        block = {
+            "type": "tool_use",
+            "id": _new_id("toolu_"),
+            "name": answer.tool_name,
+            "input": _tool_input(answer),
+        }
+    return {
+        "id": _new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": job.model,
+        "content": [block],
+        "stop_reason": _ANTHROPIC_STOP[answer.finish_reason],
+        "stop_sequence": None,
+        "usage": {"input_tokens": job.prompt_tokens, "output_tokens": answer.tokens},
+    }
+
+
+def _sse(kind: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+def _message_events(job: _Job, created: int) -> list[bytes]:
+    answer = job.answer
+    body = _message_body(job, created)
+    start = {
+        **body,
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": job.prompt_tokens, "output_tokens": 1},
+    }
+    block = dict(body["content"][0])
+    if answer.tool_name is None:
+        block["text"] = ""
+        deltas = [{"type": "text_delta", "text": piece} for piece in answer.pieces]
+    else:
+        block["input"] = {}
+        deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in answer.pieces]
+    events = [
+        _sse("message_start", {"message": start}),
+        _sse("content_block_start", {"index": 0, "content_block": block}),
+        _sse("ping", {}),
+    ]
+    events += [_sse("content_block_delta", {"index": 0, "delta": d}) for d in deltas]
+    events += [
+        _sse("content_block_stop", {"index": 0}),
+        _sse(
+            "message_delta",
+            {
+                "delta": {"stop_reason": body["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": answer.tokens},
+            },
+        ),
+        _sse("message_stop", {}),
+    ]
+    return events
+
+
+def _response_item(job: _Job) -> dict[str, Any]:
+    answer = job.answer
+    if answer.tool_name is not None:
+        return {
+            "id": _new_id("fc_"),
+            "type": "function_call",
+            "status": "completed",
+            "call_id": _new_id("call_"),
+            "name": answer.tool_name,
+            "arguments": answer.text,
+        }
+    return {
+        "id": _new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": answer.text, "annotations": []}],
+    }
+
+
+def _response_body(job: _Job, created: int, item: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer = job.answer
+    incomplete = answer.finish_reason == "length"
+    return {
+        "id": _new_id("resp_"),
+        "object": "response",
+        "created_at": created,
+        "status": "incomplete" if incomplete else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "model": job.model,
+        "output": [item or _response_item(job)],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": job.prompt_tokens,
+            "output_tokens": answer.tokens,
+            "total_tokens": job.prompt_tokens + answer.tokens,
+        },
+    }
+
+
+def _response_events(job: _Job, created: int) -> list[bytes]:
+    answer = job.answer
+    item = _response_item(job)
+    body = _response_body(job, created, item)
+    opening = {**body, "status": "in_progress", "output": [], "usage": None}
+    at = {"output_index": 0, "item_id": item["id"]}
+    events = [_sse("response.created", {"response": opening})]
+    if answer.tool_name is not None:
+        events.append(
+            _sse(
+                "response.output_item.added", {"output_index": 0, "item": {**item, "arguments": ""}}
+            )
+        )
+        events += [
+            _sse("response.function_call_arguments.delta", {**at, "delta": piece})
+            for piece in answer.pieces
+        ]
+        events.append(
+            _sse("response.function_call_arguments.done", {**at, "arguments": answer.text})
+        )
+    else:
+        part = {"type": "output_text", "text": "", "annotations": []}
+        events.append(
+            _sse("response.output_item.added", {"output_index": 0, "item": {**item, "content": []}})
+        )
+        events.append(_sse("response.content_part.added", {**at, "content_index": 0, "part": part}))
+        events += [
+            _sse("response.output_text.delta", {**at, "content_index": 0, "delta": piece})
+            for piece in answer.pieces
+        ]
+        events.append(
+            _sse("response.output_text.done", {**at, "content_index": 0, "text": answer.text})
+        )
+    events.append(_sse("response.output_item.done", {"output_index": 0, "item": item}))
+    end = "response.incomplete" if body["status"] == "incomplete" else "response.completed"
+    events.append(_sse(end, {"response": body}))
+    return events
+
+
+_BODIES = {"messages": _message_body, "responses": _response_body}
+_EVENTS = {"messages": _message_events, "responses": _response_events}
+
+
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["x-request-id"] = _new_id("req_")
+    request_id = _new_id("req_")
+    response.headers["x-request-id"] = request_id
+    response.headers["request-id"] = request_id  # where Anthropic's SDK looks for it
 
 
 def create_app(config: SimulatorConfig) -> web.Application:
@@ -692,6 +908,8 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.on_response_prepare.append(_add_request_id)
     app.router.add_post("/v1/chat/completions", simulator.generate_chat)
     app.router.add_post("/v1/completions", simulator.generate_completion)
+    app.router.add_post("/v1/responses", simulator.generate_response)
+    app.router.add_post("/v1/messages", simulator.generate_message)
     app.router.add_get("/v1/models", simulator.models)
     app.router.add_get("/sim/stats", simulator.get_stats)
     app.router.add_post("/sim/reset", simulator.reset_stats)

@@ -1,4 +1,4 @@
-"""Calling an OpenAI-compatible upstream from a worker and measuring the answer.
+"""Calling an upstream (OpenAI or Anthropic API) from a worker and measuring the answer.
 
 Every outcome becomes an `AnswerFields`: a refused connection, a status error, a cut stream and
 a timeout are errors with a latency (a timeout's latency is the timeout itself), so nothing is
@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 import httpx
-import orjson
 
+from shadow.apis.families import OPENAI, Api, auth_headers
+from shadow.bodies import dumps_body
 from shadow.worker.wire import Answer, InvalidAnswer, read_answer
 from storage.schemas import AnswerFields
 
@@ -32,9 +33,16 @@ def tpot_ms(
 
 
 def answer_fields(
-    answer: Answer, status_code: int, latency_ms: float, ttft_ms: float | None, streamed: bool
+    answer: Answer,
+    status_code: int,
+    latency_ms: float | None,
+    ttft_ms: float | None,
+    streamed: bool,
 ) -> AnswerFields:
-    """Measured fields of a parsed answer; TPOT only exists for a streamed one."""
+    """Measured fields of a parsed answer; TPOT only exists for a timed, streamed one.
+
+    `latency_ms` is None for a recorded answer whose latency was not measured (an import).
+    """
     completion_tokens = answer.completion_tokens
     if completion_tokens is None and answer.content_chunks:
         completion_tokens = answer.content_chunks
@@ -45,7 +53,11 @@ def answer_fields(
         finish_reason=answer.finish_reason,
         latency_ms=latency_ms,
         ttft_ms=ttft_ms,
-        tpot_ms=tpot_ms(latency_ms, ttft_ms, completion_tokens) if streamed else None,
+        tpot_ms=(
+            tpot_ms(latency_ms, ttft_ms, completion_tokens)
+            if streamed and latency_ms is not None
+            else None
+        ),
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=completion_tokens,
     )
@@ -99,12 +111,13 @@ def call_upstream(
     *,
     api_key: str | None,
     timeout_s: float,
+    api: Api = OPENAI,
+    form: str = "chat.completions",
 ) -> AnswerFields:
-    """POST `body` to `url` and measure it, within `timeout_s` in total."""
+    """POST `body` (a `form` request to an `api` upstream) to `url`, within `timeout_s`."""
     stream = body.get("stream") is True
     headers = {"content-type": "application/json", "accept-encoding": "identity"}
-    if api_key:
-        headers["authorization"] = f"Bearer {api_key}"
+    headers.update(auth_headers(api, api_key))
     started = time.perf_counter()
     deadline = started + timeout_s
 
@@ -113,7 +126,7 @@ def call_upstream(
 
     try:
         request = client.build_request(
-            "POST", url, content=orjson.dumps(body), headers=headers, timeout=timeout_s
+            "POST", url, content=dumps_body(body), headers=headers, timeout=timeout_s
         )
         response = client.send(request, stream=True)
         try:
@@ -140,7 +153,7 @@ def call_upstream(
         return _error("connection", f"{type(exc).__name__}: {exc}", elapsed_ms())
     try:
         answer, ttft_ms = read_answer(
-            bytes(received), stream=stream, latency_ms=latency_ms, arrivals=arrivals
+            bytes(received), stream=stream, latency_ms=latency_ms, arrivals=arrivals, form=form
         )
     except InvalidAnswer as exc:
         return _error("invalid_response", str(exc), latency_ms, response.status_code)

@@ -13,8 +13,9 @@ import httpx
 import orjson
 
 from evaluators.pair import Deployment
-from evaluators.runtime import configure
-from shadow.config import SwitchoverConfig, Target, UseCase
+from evaluators.runtime import configure, deployment_key
+from shadow.bodies import has_fetchable_url
+from shadow.config import DEFAULT_CANDIDATE, SwitchoverConfig, Target, UseCase
 from shadow.jobs import ENDPOINT_PATHS, CandidateCapture, PrimaryCapture, ShadowJob, unit_interval
 from shadow.settings import Settings, get_settings
 from shadow.worker.caller import answer_fields, call_upstream
@@ -32,7 +33,8 @@ class WorkerRuntime:
     config: SwitchoverConfig
     client: httpx.Client
     limiter: Limiter
-    slot_wait_s: float = 600.0
+    # how long a job waits for its candidate's slot before going back to the queue (tasks.py)
+    slot_wait_s: float = 2.0
 
 
 _runtime: WorkerRuntime | None = None
@@ -67,8 +69,10 @@ def build_runtime(settings: Settings, config: SwitchoverConfig) -> WorkerRuntime
     return WorkerRuntime(config=config, client=client, limiter=limiter)
 
 
-def captured_fields(capture: PrimaryCapture | CandidateCapture, stream: bool) -> AnswerFields:
-    """An answer and its timings from what the proxy saw pass (or the failure it saw)."""
+def captured_fields(
+    capture: PrimaryCapture | CandidateCapture, stream: bool, form: str = "chat.completions"
+) -> AnswerFields:
+    """An answer (of the endpoint `form`) and its timings from what the proxy saw pass."""
     if isinstance(capture, CandidateCapture) and capture.error_kind is not None:
         return AnswerFields(
             status_code=capture.status_code,
@@ -80,7 +84,7 @@ def captured_fields(capture: PrimaryCapture | CandidateCapture, stream: bool) ->
     raw = capture.body.encode()
     try:
         answer, ttft_ms = read_answer(
-            raw, stream=stream, latency_ms=capture.latency_ms, arrivals=capture.arrivals
+            raw, stream=stream, latency_ms=capture.latency_ms, arrivals=capture.arrivals, form=form
         )
     except InvalidAnswer as exc:
         return AnswerFields(
@@ -98,22 +102,24 @@ def captured_fields(capture: PrimaryCapture | CandidateCapture, stream: bool) ->
 def primary_fields(job: ShadowJob) -> AnswerFields:
     """The primary's answer and timings from what the proxy captured."""
     assert job.primary is not None
-    return captured_fields(job.primary, job.stream)
+    return captured_fields(job.primary, job.stream, job.endpoint)
 
 
 def ask_primary(runtime: WorkerRuntime, use_case: UseCase, job: ShadowJob) -> AnswerFields:
     """The reverse shadow: ask the primary what the candidate answered live."""
     upstream = runtime.config.upstreams[use_case.primary.upstream]
     request = orjson.loads(job.request_body)
-    body = _request_for(use_case.primary, request, job.stream)
+    body = _request_for(use_case.primary, request, job.stream, job.endpoint)
     body["model"] = request.get("model", use_case.primary.model)
     return _call(runtime, use_case.primary, job.endpoint, body, upstream.timeout_s)
 
 
-def _request_for(target: Target, request: dict[str, Any], stream: bool) -> dict[str, Any]:
+def _request_for(
+    target: Target, request: dict[str, Any], stream: bool, endpoint: str
+) -> dict[str, Any]:
     body = dict(request)
     body["model"] = target.model
-    if stream:
+    if stream and endpoint in ("chat.completions", "completions"):
         # The only addition to the client's request: usage at the end of the stream, so that
         # token counts are the server's own rather than a count of chunks.
         options = dict(body.get("stream_options") or {})
@@ -126,19 +132,38 @@ def _call(
     runtime: WorkerRuntime, target: Target, endpoint: str, body: dict[str, Any], timeout_s: float
 ) -> AnswerFields:
     upstream = runtime.config.upstreams[target.upstream]
-    url = upstream.base_url.rstrip("/") + ENDPOINT_PATHS[endpoint]
-    return call_upstream(runtime.client, url, body, api_key=upstream.api_key(), timeout_s=timeout_s)
+    return call_upstream(
+        runtime.client,
+        upstream.url(ENDPOINT_PATHS[endpoint]),
+        body,
+        api_key=upstream.api_key(),
+        timeout_s=timeout_s,
+        api=upstream.api,
+        form=endpoint,
+    )
+
+
+def limiter_key(use_case: str, candidate: str) -> str:
+    """The limiter's key of a candidate: each has its own `max_in_flight`."""
+    return use_case if candidate == DEFAULT_CANDIDATE else f"{use_case}/{candidate}"
 
 
 def call_candidate(runtime: WorkerRuntime, use_case_name: str, job: ShadowJob) -> AnswerFields:
-    """Replay the request to the candidate within the use case's `max_in_flight` and timeout."""
+    """Replay the request to the job's candidate within its `max_in_flight` and timeout.
+
+    The candidate gets the request in the form the proxy readied for its upstream, when
+    that differs from the client's (`candidate_endpoint`, `candidate_request`).
+    """
     use_case = runtime.config.use_cases[use_case_name]
-    shadow = use_case.shadow
-    request = orjson.loads(job.request_body)
-    body = _request_for(use_case.candidate, request, job.stream)
+    shadow = use_case.shadow_for(job.candidate_name)
+    target = use_case.targets[job.candidate_name]
+    endpoint = job.candidate_endpoint or job.endpoint
+    request = orjson.loads(job.candidate_request or job.request_body)
+    body = _request_for(target, request, job.stream, endpoint)
     lease_s = shadow.timeout_s + 30
-    with runtime.limiter.slot(use_case_name, shadow.max_in_flight, lease_s, runtime.slot_wait_s):
-        return _call(runtime, use_case.candidate, job.endpoint, body, shadow.timeout_s)
+    key = limiter_key(use_case_name, job.candidate_name)
+    with runtime.limiter.slot(key, shadow.max_in_flight, lease_s, runtime.slot_wait_s):
+        return _call(runtime, target, endpoint, body, shadow.timeout_s)
 
 
 def reask_primary(runtime: WorkerRuntime, use_case: UseCase, job: ShadowJob) -> AnswerFields | None:
@@ -148,42 +173,88 @@ def reask_primary(runtime: WorkerRuntime, use_case: UseCase, job: ShadowJob) -> 
     itself, which alone ever holds that key (`job.noise`); the worker never can.
     """
     if job.noise is not None:
-        return captured_fields(job.noise, job.stream)
+        return captured_fields(job.noise, job.stream, job.endpoint)
+    if not job.reask:
+        return None
     if unit_interval(job.pair_id, "noise") >= use_case.shadow.noise_rate:
         return None
     upstream = runtime.config.upstreams[use_case.primary.upstream]
     if job.client_auth and upstream.api_key() is None:
         return None
     request = orjson.loads(job.request_body)
-    body = _request_for(use_case.primary, request, job.stream)
+    body = _request_for(use_case.primary, request, job.stream, job.endpoint)
     body["model"] = request.get("model", use_case.primary.model)
     return _call(runtime, use_case.primary, job.endpoint, body, upstream.timeout_s)
 
 
-def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate | None:
-    """Measure the side the proxy did not see (and maybe the noise re-ask); None to drop it."""
+# `NotMeasured.kind` of a request not mirrored on purpose (`shadow.forward_urls: false`)
+URLS = "urls"
+
+
+class NotMeasured(Exception):
+    """The job cannot become a pair; `kind` says why (a dead letter, not an outage)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate:
+    """Measure the side the proxy did not see (and maybe the noise re-ask)."""
     use_case = runtime.config.use_cases.get(job.use_case)
     if use_case is None:
-        log.warning(
-            "dropping pair %s: use case %r is no longer configured", job.pair_id, job.use_case
+        raise NotMeasured("use_case_gone", f"use case {job.use_case!r} is no longer configured")
+    if job.candidate_name not in use_case.targets:
+        raise NotMeasured(
+            "use_case_gone",
+            f"candidate {job.candidate_name!r} of {job.use_case!r} is no longer configured",
         )
-        return None
     if job.candidate is not None:
-        candidate = captured_fields(job.candidate, job.stream)
+        candidate = captured_fields(job.candidate, job.stream, job.endpoint)
     else:
+        body = job.request_body.encode()
+        # the proxy looks for URLs in the bodies it parses whole; here for every one
+        if not use_case.shadow.forward_urls and has_fetchable_url(body, orjson.loads(body)):
+            raise NotMeasured(URLS, "the request names URLs that the candidate would fetch")
         candidate = call_candidate(runtime, job.use_case, job)
     if job.primary is not None:
         primary = primary_fields(job)
     else:
         primary = ask_primary(runtime, use_case, job)
         if primary.error is not None:
-            log.warning(
-                "dropping pair %s: the primary failed the reverse shadow: %s",
-                job.pair_id,
-                primary.error,
-            )
-            return None
+            raise NotMeasured("primary_failed", f"the reverse shadow failed: {primary.error}")
     noise = reask_primary(runtime, use_case, job)
+    request_id = job.primary.request_id if job.primary else None
+    return _pair(job, use_case, primary, candidate, noise, request_id)
+
+
+def measure_recorded(
+    runtime: WorkerRuntime,
+    job: ShadowJob,
+    primary: AnswerFields,
+    *,
+    import_id: str,
+    primary_request_id: str | None = None,
+) -> PairCreate | None:
+    """An imported request: the recorded answer is the primary side, the candidate is asked
+    (and the primary re-asked for the noise floor) exactly as for a mirrored one."""
+    use_case = runtime.config.use_cases.get(job.use_case)
+    if use_case is None:
+        return None
+    candidate = call_candidate(runtime, job.use_case, job)
+    noise = reask_primary(runtime, use_case, job)
+    pair = _pair(job, use_case, primary, candidate, noise, primary_request_id)
+    return pair.model_copy(update={"source": "import", "import_id": import_id})
+
+
+def _pair(
+    job: ShadowJob,
+    use_case: UseCase,
+    primary: AnswerFields,
+    candidate: AnswerFields,
+    noise: AnswerFields | None,
+    primary_request_id: str | None,
+) -> PairCreate:
     request = orjson.loads(job.request_body)
     return PairCreate(
         id=job.pair_id,
@@ -195,10 +266,11 @@ def measure_pair(runtime: WorkerRuntime, job: ShadowJob) -> PairCreate | None:
         request_body=job.request_body,
         request_sha256=hashlib.sha256(job.request_body.encode()).hexdigest(),
         primary_model=str(request.get("model") or use_case.primary.model),
-        primary_request_id=job.primary.request_id if job.primary else None,
+        primary_request_id=primary_request_id,
         primary=primary,
-        candidate_model=use_case.candidate.model,
+        candidate_model=use_case.targets[job.candidate_name].model,
         candidate=candidate,
+        candidate_name=job.candidate_name,
         noise=noise,
     )
 
@@ -207,9 +279,10 @@ def configure_evaluators(config: SwitchoverConfig) -> None:
     """Hand the `evaluators:` section and the candidates' deployments to the scoring."""
     deployments = {}
     for name, use_case in config.use_cases.items():
-        deployment = config.upstreams[use_case.candidate.upstream].deployment
-        if deployment is not None:
-            # Per replica, like the capacity a replay measures.
-            hourly = deployment.hourly_usd * deployment.gpu_count
-            deployments[name] = Deployment(hourly_usd=hourly)
+        for candidate in use_case.targets:
+            deployment = config.deployment_for(name, candidate)
+            if deployment is not None:
+                # Per replica, like the capacity a replay measures.
+                hourly = deployment.hourly_usd * deployment.gpu_count
+                deployments[deployment_key(name, candidate)] = Deployment(hourly_usd=hourly)
     configure(config.evaluators, deployments)

@@ -6,8 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from criteria.readiness.service import Catalog
 from criteria.readiness.tasks import evaluate_all
+from criteria.usecases import Catalog
 
 log = logging.getLogger(__name__)
 

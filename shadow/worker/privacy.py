@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from evaluators.pair import AnswerText, PairTexts
+from shadow.bodies import dumps_body
 from shadow.config import PrivacySettings
 from storage.schemas import AnswerFields, PairCreate
 
@@ -114,10 +115,13 @@ class Redactor:
         """
         try:
             data = orjson.loads(text)
+            redacted = self.value(data)
         except orjson.JSONDecodeError:
             return self.text(text)
-        redacted = self.value(data)
-        return text if redacted == data else orjson.dumps(redacted).decode()
+        except RecursionError:
+            # nested deeper than the walk can go: every string is still in the raw text
+            return self.text(text)
+        return text if redacted == data else dumps_body(redacted).decode()
 
     def tool_calls(self, calls: list[Any] | None) -> list[Any] | None:
         """Tool calls with their arguments (a JSON text each) and other strings redacted."""

@@ -1,4 +1,8 @@
-"""Reading OpenAI answers off the wire: whole JSON bodies and server-sent event streams.
+"""Reading answers off the wire: whole JSON bodies and server-sent event streams.
+
+Chat and text completions, Responses and Anthropic Messages answers all become one `Answer`
+(text, chat-shaped tool calls, chat's finish reasons, tokens, first token time), so that every
+evaluator applies to every API family.
 
 Used by the worker, never on the hot path: the proxy keeps the primary's raw bytes and the
 arrival time of each chunk, and the answer is assembled here afterwards.
@@ -6,12 +10,13 @@ arrival time of each chunk, and the answer is assembled here afterwards.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from shadow.apis.sse import iter_events
 
 
 class InvalidAnswer(ValueError):
@@ -70,23 +75,6 @@ class _ToolCallBuilder:
             "type": "function",
             "function": {"name": self.name, "arguments": "".join(self.arguments)},
         }
-
-
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_LINE_END = re.compile(rb"\r\n|\n|\r")
-
-
-def iter_events(raw: bytes) -> list[tuple[int, bytes]]:
-    """(offset in `raw` just past the event, data) of each `data:` event of an SSE stream."""
-    events = []
-    position = 0
-    for match in _EVENT_END.finditer(raw):
-        block = raw[position : match.start()]
-        data = [line[5:].lstrip() for line in _LINE_END.split(block) if line.startswith(b"data:")]
-        if data:
-            events.append((match.end(), b"\n".join(data)))
-        position = match.end()
-    return events
 
 
 def parse_stream(raw: bytes, arrivals: Sequence[tuple[int, float]] | None = None) -> Answer:
@@ -149,20 +137,233 @@ def parse_stream(raw: bytes, arrivals: Sequence[tuple[int, float]] | None = None
     return answer
 
 
+# Anthropic's and the Responses API's stop reasons in chat's words, so both sides compare.
+_STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "max_output_tokens": "length",
+    "content_filter": "content_filter",
+}
+
+
+def _stop_reason(reason: Any) -> str | None:
+    if not isinstance(reason, str):
+        return None
+    return _STOP_REASONS.get(reason, reason)
+
+
+def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    if not isinstance(arguments, str):
+        arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _load_object(data: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidAnswer(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidAnswer(f"{what} is not an object")
+    return value
+
+
+class _FirstToken:
+    """Finds when the chunk holding a stream offset arrived."""
+
+    def __init__(self, arrivals: Sequence[tuple[int, float]] | None) -> None:
+        self._arrivals = arrivals
+        self._index = 0
+
+    def at(self, end: int) -> float | None:
+        arrivals = self._arrivals
+        if not arrivals:
+            return None
+        while self._index < len(arrivals) - 1 and arrivals[self._index][0] < end:
+            self._index += 1
+        return arrivals[self._index][1]
+
+
+def parse_messages_body(body: bytes | str) -> Answer:
+    """An answer from a non-streamed Anthropic Messages body."""
+    data = _load_object(body, "answer")
+    if data.get("type") == "error":
+        raise InvalidAnswer(f"error answer: {(data.get('error') or {}).get('message')}")
+    content = data.get("content")
+    if not isinstance(content, list):
+        raise InvalidAnswer("answer has no content")
+    text = [b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+    calls = [
+        _tool_call(b.get("id"), b.get("name"), b.get("input"))
+        for b in content
+        if isinstance(b, dict) and b.get("type") == "tool_use"
+    ]
+    answer = Answer(
+        text="".join(text) if text or not calls else None,
+        tool_calls=calls or None,
+        finish_reason=_stop_reason(data.get("stop_reason")),
+    )
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        answer.prompt_tokens = usage.get("input_tokens")
+        answer.completion_tokens = usage.get("output_tokens")
+    return answer
+
+
+def parse_messages_stream(
+    raw: bytes, arrivals: Sequence[tuple[int, float]] | None = None
+) -> Answer:
+    """An answer from an Anthropic Messages event stream (ends with `message_stop`)."""
+    answer = Answer()
+    first = _FirstToken(arrivals)
+    blocks: dict[int, dict[str, Any]] = {}
+    stopped = False
+    for end, data in iter_events(raw):
+        event = _load_object(data, "stream event")
+        kind = event.get("type")
+        if kind == "error":
+            raise InvalidAnswer(f"error in stream: {(event.get('error') or {}).get('message')}")
+        if kind == "message_start":
+            usage = (event.get("message") or {}).get("usage") or {}
+            answer.prompt_tokens = usage.get("input_tokens")
+            answer.completion_tokens = usage.get("output_tokens") or None
+        elif kind == "content_block_start":
+            block = dict(event.get("content_block") or {})
+            block["parts"] = [block.get("text", "")] if block.get("type") == "text" else []
+            blocks[int(event.get("index", len(blocks)))] = block
+        elif kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            block = blocks.setdefault(int(event.get("index", 0)), {"type": "text", "parts": []})
+            piece = delta.get("text") if delta.get("type") == "text_delta" else None
+            if delta.get("type") == "input_json_delta":
+                piece = delta.get("partial_json")
+            if piece:
+                block["parts"].append(piece)
+                answer.content_chunks += 1
+                if answer.first_token_s is None:
+                    answer.first_token_s = first.at(end)
+        elif kind == "message_delta":
+            reason = (event.get("delta") or {}).get("stop_reason")
+            if reason:
+                answer.finish_reason = _stop_reason(reason)
+            usage = event.get("usage") or {}
+            if usage.get("output_tokens") is not None:
+                answer.completion_tokens = usage["output_tokens"]
+            if usage.get("input_tokens"):
+                answer.prompt_tokens = usage["input_tokens"]
+        elif kind == "message_stop":
+            stopped = True
+            break
+    if not stopped:
+        raise InvalidAnswer("stream ended without message_stop")
+    text = ["".join(b["parts"]) for _, b in sorted(blocks.items()) if b.get("type") == "text"]
+    calls = []
+    for _, block in sorted(blocks.items()):
+        if block.get("type") == "tool_use":
+            joined = "".join(block["parts"]) or orjson.dumps(block.get("input") or {}).decode()
+            calls.append(_tool_call(block.get("id"), block.get("name"), joined))
+    answer.text = "".join(text) if text or not calls else None
+    answer.tool_calls = calls or None
+    return answer
+
+
+def _response_answer(data: dict[str, Any]) -> Answer:
+    if data.get("status") == "failed" or isinstance(data.get("error"), dict):
+        raise InvalidAnswer(f"failed response: {(data.get('error') or {}).get('message')}")
+    output = data.get("output")
+    if not isinstance(output, list):
+        raise InvalidAnswer("answer has no output")
+    text: list[str] = []
+    calls = []
+    for item in output:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    text.append(part.get("text", ""))
+                elif isinstance(part, dict) and part.get("type") == "refusal":
+                    text.append(part.get("refusal", ""))
+        elif item.get("type") == "function_call":
+            calls.append(_tool_call(item.get("call_id"), item.get("name"), item.get("arguments")))
+    if data.get("status") == "incomplete":
+        finish = _stop_reason((data.get("incomplete_details") or {}).get("reason")) or "length"
+    else:
+        finish = "tool_calls" if calls else "stop"
+    answer = Answer(
+        text="".join(text) if text or not calls else None,
+        tool_calls=calls or None,
+        finish_reason=finish,
+    )
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        answer.prompt_tokens = usage.get("input_tokens")
+        answer.completion_tokens = usage.get("output_tokens")
+    return answer
+
+
+def parse_responses_body(body: bytes | str) -> Answer:
+    """An answer from a non-streamed OpenAI Responses body."""
+    return _response_answer(_load_object(body, "answer"))
+
+
+_RESPONSE_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+    }
+)
+_RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def parse_responses_stream(
+    raw: bytes, arrivals: Sequence[tuple[int, float]] | None = None
+) -> Answer:
+    """An answer from an OpenAI Responses event stream (ends with `response.completed`)."""
+    first = _FirstToken(arrivals)
+    first_token_s = None
+    chunks = 0
+    for end, data in iter_events(raw):
+        event = _load_object(data, "stream event")
+        kind = event.get("type")
+        if kind == "error":
+            raise InvalidAnswer(f"error in stream: {event.get('message')}")
+        if kind in _RESPONSE_DELTAS and event.get("delta"):
+            chunks += 1
+            if first_token_s is None:
+                first_token_s = first.at(end)
+        elif kind in _RESPONSE_ENDS:
+            answer = _response_answer(event.get("response") or {})
+            answer.first_token_s = first_token_s
+            answer.content_chunks = chunks
+            return answer
+    raise InvalidAnswer("stream ended without response.completed")
+
+
+_BODY_PARSERS = {"messages": parse_messages_body, "responses": parse_responses_body}
+_STREAM_PARSERS = {"messages": parse_messages_stream, "responses": parse_responses_stream}
+
+
 def read_answer(
     raw: bytes,
     *,
     stream: bool,
     latency_ms: float,
     arrivals: Sequence[tuple[int, float]] | None = None,
+    form: str = "chat.completions",
 ) -> tuple[Answer, float | None]:
     """An upstream's answer as received, and its time to first token in ms.
 
-    A streamed answer's first token is when the chunk holding it arrived (None without
-    `arrivals` or without a token); a whole body's is the whole answer's `latency_ms`.
+    `form` is the endpoint that answered (`chat.completions`, `completions`, `responses`,
+    `messages`). A streamed answer's first token is when the chunk holding it arrived (None
+    without `arrivals` or without a token); a whole body's is the whole answer's `latency_ms`.
     """
     if not stream:
-        return parse_body(raw), latency_ms
-    answer = parse_stream(raw, arrivals)
+        return _BODY_PARSERS.get(form, parse_body)(raw), latency_ms
+    answer = _STREAM_PARSERS.get(form, parse_stream)(raw, arrivals)
     first = answer.first_token_s
     return answer, first * 1000 if first is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_use_case_page_shows_the_criteria(readiness_service, monkeypatch):
     app = start(monkeypatch, readiness_service.url, readiness_service.viewer, "ticket-triage")
     assert app.selectbox(key="use_case_choice").value == "ticket-triage"
     assert "ticket-triage" in app.markdown[0].value or "ticket-triage" in texts(app)
-    criteria = app.dataframe[0].value
+    criteria = app.table[0].value
     rows = {row["criterion"]: row for row in criteria.to_dict("records")}
     assert set(rows) == {"answer quality", "tail latency", "reliability"}
     assert rows["reliability"]["verdict"] == "fails"
@@ -193,9 +194,58 @@ def test_use_case_page_shows_the_rollout_and_its_steps(readiness_service, monkey
     assert figures["fallback rate"] == "—"  # no live request has reached it yet
     assert figures["next step"] == "5 %"
     assert "Steps: **1 %** → 5 % → 25 % → 50 % → 100 %" in texts(app)
-    events = app.dataframe[1].value.to_dict("records")
+    events = app.dataframe[0].value.to_dict("records")
     assert events[0]["event"] == "advanced (forced)"
     assert events[0]["by"] == "ml-team"
     assert events[0]["live share"] == "0 % → 1 %"
     assert events[0]["reason"] == "pilot customers only"
     assert not app.error
+
+
+def test_a_use_case_whose_traffic_stopped_says_since_when(readiness_service, monkeypatch):
+    # the seeded pairs are days old: traffic has stopped, whatever the pace was
+    app = start(monkeypatch, readiness_service.url, readiness_service.viewer, "order-extraction")
+    figures = {m.label: m.value for m in app.metric}
+    assert figures["time to a decision"].startswith("no traffic since ")
+    assert "+00:00" not in figures["time to a decision"]
+    assert "at the current pace" not in texts(app)
+    intervals = app.table[0].value["interval"].tolist()
+    assert not [i for i in intervals if "—" in i and i != "—"]  # never "608 to —"
+    assert "samples needed (total)" in app.table[0].value.columns
+
+
+@pytest.fixture
+def service_with_a_warning(readiness_service: Service) -> Iterator[str]:
+    """The seeded service behind a pass-through that adds a criterion warning, as the service
+    sends for a noise-adjusted criterion of a use case whose noise_rate is 0."""
+    app = FastAPI()
+    never = "can never get data: no noise re-asks are made (the use case's noise_rate is 0)"
+
+    @app.get("/{path:path}")
+    def forward(path: str, request: Request) -> Response:
+        answer = httpx.get(
+            f"{readiness_service.url}/{path}?{request.url.query}",
+            headers={"authorization": request.headers.get("authorization", "")},
+            timeout=60,
+        )
+        body = answer.json()
+        if path.startswith("api/v1/readiness") and answer.status_code == 200:
+            for readiness in body if isinstance(body, list) else [body]:
+                if readiness["use_case"] == "order-extraction":
+                    row = readiness["criteria"][0]
+                    row.update(verdict="NO_DATA", needed_n=None, note=never, warning=never)
+        return Response(json.dumps(body), answer.status_code, media_type="application/json")
+
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def test_a_criterion_that_can_never_decide_is_named_on_the_dashboard(
+    service_with_a_warning, readiness_service, monkeypatch
+):
+    overview = start(monkeypatch, service_with_a_warning, readiness_service.viewer)
+    assert "never as configured: answer quality can never get data" in texts(overview)
+    page = start(monkeypatch, service_with_a_warning, readiness_service.viewer, "order-extraction")
+    warnings = [w.value for w in page.warning]
+    assert any("**answer quality** can never get data" in w for w in warnings)
+    assert {m.label: m.value for m in page.metric}["time to a decision"] == ("never, as configured")

@@ -178,6 +178,8 @@ class DemoProcess:
             self.process.wait(30)
 
 
+# The demo (four use cases, three candidates, capacity runs) can take minutes on a busy machine.
+@pytest.mark.timeout(900)
 def test_demo_serves_the_dashboard_with_its_own_data_until_ctrl_c(tmp_path, artifact, browser):
     port = free_port()
     demo = DemoProcess(
@@ -214,6 +216,7 @@ def test_demo_serves_the_dashboard_with_its_own_data_until_ctrl_c(tmp_path, arti
         demo.kill()
 
 
+@pytest.mark.timeout(900)
 def test_demo_without_a_terminal_does_not_serve_the_dashboard(tmp_path):
     demo = DemoProcess("--requests", "8", "--workdir", str(tmp_path / "demo"))
     try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
+from criteria.cost.model import Deployment, TrafficInputs, project
 from dashboard import charts
 from dashboard.frames import (
     break_even_frame,
@@ -14,6 +17,9 @@ from dashboard.frames import (
     deciding_criterion,
     distribution_frame,
     distribution_table,
+    evidence_sources,
+    fmt_savings,
+    fmt_time,
     history_frame,
     overview_frame,
     proportion_frame,
@@ -93,10 +99,12 @@ def test_insufficient_data_names_the_slowest_criterion_and_its_time():
             criterion("tail latency", "PASS"),
         ],
     )
-    assert deciding_criterion(verdicts) == "quality: not sure yet, 300 more samples needed"
+    assert deciding_criterion(verdicts) == (
+        "quality: not sure yet, 400 samples needed in total (100 so far)"
+    )
     eta = time_to_decision(verdicts)
     assert eta.hours == pytest.approx(30)
-    assert eta.text == "about 30.0 h at the current pace"
+    assert eta.text == "about 30.0 hours at the recent pace"
 
 
 def test_an_unmeasured_figure_holds_the_decision_with_no_time_estimate():
@@ -353,12 +361,43 @@ def test_cost_view_reads_the_projection_and_says_what_is_missing():
         {"side": "API", "monthly_usd": 3000.0, "text": "$3,000"},
         {"side": "self-hosted", "monthly_usd": 1200.0, "text": "$1,200"},
     ]
-    curve = break_even_frame(cost)
-    api = curve[curve["side"] == "API"]
-    assert api["monthly_usd"].iloc[-1] == pytest.approx(api["requests"].iloc[-1] * 0.001)
-    crossing = api[api["monthly_usd"] >= 1200.0]["requests"].min()
-    assert crossing == pytest.approx(1_200_000, rel=0.1)
+    assert break_even_frame(cost).empty  # no curve from the service: nothing to draw
     assert break_even_frame(cost_view({"monthly_candidate_usd": 5.0})).empty
+
+
+def _projection(ops_hours_per_week: float, usd_per_request: float) -> dict[str, Any]:
+    """The /cost body the service sends for an L4 deployment (criteria.cost.model)."""
+    deployment = Deployment("L4", 1, 0.80, 1, ops_hours_per_week, 95)
+    traffic = TrafficInputs(1000, 3600, 0.25, 1000 * usd_per_request, 1000, 0.5)
+    return project(deployment, traffic, rps_at_slo=4.0, headroom=0.3).model_dump()
+
+
+def test_the_break_even_chart_crosses_where_the_break_even_figure_says():
+    # 40 ops hours a week: self-hosting pays only past the first replica's traffic
+    cost = cost_view(_projection(40, 0.001))
+    assert cost is not None
+    assert cost.break_even_requests_per_month is not None
+    curve = break_even_frame(cost)
+    api = curve[curve["side"] == "API"].set_index("order")["monthly_usd"]
+    own = curve[curve["side"] == "self-hosted"].set_index("order")["monthly_usd"]
+    requests = curve[curve["side"] == "API"].set_index("order")["requests"]
+    crossing = requests[api >= own].min()
+    assert crossing == pytest.approx(cost.break_even_requests_per_month, rel=1e-9)
+    assert own.nunique() > 1  # it steps with the replicas
+    assert (curve["monthly_usd"] >= 0).all()
+    assert curve["requests"].min() == 0
+    chart = charts.break_even_chart(curve, cost.break_even_requests_per_month).to_dict()
+    assert chart["layer"][0]["encoding"]["y"]["scale"]["domainMin"] == 0
+
+
+def test_negative_savings_read_as_what_self_hosting_costs_more():
+    assert fmt_savings(-1357.2) == "costs $1,357 more a month"
+    assert fmt_savings(2700.0) == "$2,700"
+    cost = cost_view(_projection(40, 0.0001))  # the API is cheap: self-hosting costs more
+    assert cost is not None
+    assert cost.monthly_savings_usd is not None
+    assert cost.monthly_savings_usd < 0
+    assert fmt_savings(cost.monthly_savings_usd).startswith("costs $")
 
 
 def test_every_catalog_metric_has_a_plain_label():
@@ -381,3 +420,94 @@ def test_charts_use_one_colour_per_side_and_per_verdict():
     latency = charts.histogram_chart(distribution_frame(DISTRIBUTIONS), "ms").to_dict()
     scale = latency["spec"]["encoding"]["color"]["scale"]
     assert dict(zip(scale["domain"], scale["range"], strict=True)) == SIDE_COLOURS
+
+
+def test_an_open_end_reads_n_or_more_and_needed_is_the_total():
+    verdicts = readiness(
+        "INSUFFICIENT_DATA",
+        [criterion("capacity", "INCONCLUSIVE", estimate=700.0, ci_low=608.0, ci_high=None,
+                   needed_n=400, stat="mean")],
+    )  # fmt: skip
+    row = criteria_frame(verdicts).to_dict("records")[0]
+    assert row["interval"] == "608 or more"
+    assert row["needed_text"] == "400 in total (100 so far)"
+    high_only = criterion("errors", "INCONCLUSIVE", ci_low=None, ci_high=0.05, needed_n=400)
+    row = criteria_frame(readiness("INSUFFICIENT_DATA", [high_only])).to_dict("records")[0]
+    assert row["interval"] == "at most 0.05"
+
+
+def test_time_to_a_decision_says_no_traffic_since_once_it_stopped():
+    open_ = [criterion("quality", "INCONCLUSIVE", needed_n=400)]
+    stopped = readiness("INSUFFICIENT_DATA", open_) | {
+        "pairs_per_hour": None,
+        "idle_since": "2026-11-20T20:03:00+00:00",
+    }
+    eta = time_to_decision(stopped, "UTC")
+    assert eta.text == "no traffic since 20:03" or eta.text.startswith("no traffic since")
+    assert "20:03" in eta.text
+    assert eta.short == eta.text
+    assert "at the current pace" not in eta.text
+    # in the viewer's own zone, without "+00:00"
+    assert "21:03" in time_to_decision(stopped, "Europe/Berlin").text
+    assert "+00:00" not in time_to_decision(stopped, "Europe/Berlin").text
+
+
+def test_time_to_a_decision_uses_the_recent_rate():
+    # 100 pairs over 10 h (10 an hour) but 50 an hour lately: 300 more take 6 h, not 30 h
+    open_ = [criterion("quality", "INCONCLUSIVE", needed_n=400)]
+    recent = readiness("INSUFFICIENT_DATA", open_) | {"pairs_per_hour": 50.0, "idle_since": None}
+    eta = time_to_decision(recent)
+    assert eta.hours == pytest.approx(6)
+    assert eta.short == "about 6.0 hours"
+
+
+def test_short_waits_read_as_words():
+    open_ = [criterion("quality", "INCONCLUSIVE", needed_n=101)]
+    soon = readiness("INSUFFICIENT_DATA", open_) | {"pairs_per_hour": 3600.0}
+    assert time_to_decision(soon).short == "under a minute"
+    ready = [criterion("quality", "INCONCLUSIVE", needed_n=100)]
+    any_time = readiness("INSUFFICIENT_DATA", ready) | {"pairs_per_hour": 10.0}
+    assert time_to_decision(any_time).short == "any time now"
+    assert "0 s" not in time_to_decision(any_time).text
+
+
+def test_a_criterion_that_can_never_decide_says_so_instead_of_a_count():
+    never = criterion(
+        "answer quality",
+        "NO_DATA",
+        estimate=None,
+        ci_low=None,
+        ci_high=None,
+        n=0,
+        needed_n=None,
+        warning="can never get data: no noise re-asks are made (the use case's noise_rate is 0)",
+    )
+    verdicts = readiness("INSUFFICIENT_DATA", [never])
+    eta = time_to_decision(verdicts)
+    assert eta.short == "never, as configured"
+    assert "noise_rate is 0" in eta.text
+    assert "noise_rate is 0" in deciding_criterion(verdicts)
+
+
+def test_times_are_the_viewers_own():
+    from datetime import UTC, datetime
+
+    moment = datetime(2026, 11, 20, 20, 3, tzinfo=UTC)
+    assert fmt_time(moment, "UTC", now=moment) == "20:03"
+    assert fmt_time(moment, "America/New_York", now=moment) == "15:03"
+    assert fmt_time(moment, "Not/AZone", now=moment) == "20:03"
+    assert fmt_time(moment, "UTC", now=datetime(2026, 11, 22, tzinfo=UTC)) == "20 Nov 20:03"
+
+
+def test_the_evidence_sources_say_how_much_is_live_and_how_much_imported():
+    readiness = {
+        "sources": [
+            {"source": "import", "import_id": "imp_1", "pairs": 150, "share": 0.75},
+            {"source": "live", "import_id": None, "pairs": 50, "share": 0.25},
+        ]
+    }
+    assert evidence_sources(readiness) == (
+        "Evidence: 75% imported traffic, imp_1 (150 pairs); 25% live shadowing (50 pairs)."
+    )
+    assert evidence_sources({"sources": []}) is None
+    assert evidence_sources({}) is None  # a verdict stored before sources existed

@@ -70,7 +70,7 @@ def test_the_spec_example_parses() -> None:
     assert gpu_pool.deployment.replicas == 2
     use_case = config.use_cases["support-chat"]
     assert (use_case.primary.upstream, use_case.primary.model) == ("openai", "gpt-4o-mini")
-    assert use_case.candidate.model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert use_case.targets["default"].model == "meta-llama/Llama-3.1-8B-Instruct"
     assert use_case.shadow.sample_rate == 0.25
     assert use_case.shadow.noise_rate == 0.05
     assert use_case.shadow.max_in_flight == 32
@@ -81,7 +81,7 @@ def test_the_spec_example_parses() -> None:
 def test_the_block_style_base_config_of_these_tests_is_valid() -> None:
     config = parse_config(config_text(), SOURCE)
 
-    assert config.use_cases["support-chat"].candidate.upstream == "gpu-pool"
+    assert config.use_cases["support-chat"].targets["default"].upstream == "gpu-pool"
 
 
 def test_invalid_yaml_names_the_file_and_the_line_of_the_problem() -> None:

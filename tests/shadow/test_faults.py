@@ -6,12 +6,16 @@ and every other one is counted as dropped, and the pipeline recovers by itself (
 the proxy or the worker) once the dependency is back.
 
 Redis and PostgreSQL here are private instances of this session (`tests/fixtures/services.py`),
-never the machine's shared ones.
+never the machine's shared ones. The embedded mode runs as users run it: `switchover serve`
+with nothing configured but the file and a SQLite database (its queue file and supervised
+worker processes).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import statistics
 import threading
 import time
@@ -19,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +37,9 @@ from shadow.simulator.prompts import load_prompts
 from shadow.simulator.server import SimulatorConfig, SimulatorThread
 from storage.db import make_engine, session_scope
 from storage.models import RequestPair
-from tests.conftest import config_text, wait_for
+from tests.conftest import ServeProcess, config_text, wait_for
 from tests.fixtures.services import PrivatePostgres, PrivateRedis
+from tests.shadow.test_supervisor import embedded_env
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +59,8 @@ OVERHEAD_P99_MS = 250.0
 # Nothing on the request path may wait for a dependency's timeout (0.5-2 s).
 CLIENT_LATENCY_MAX_S = 1.0
 VISIBILITY_TIMEOUT_S = "10"
+# retries come back before the broker would hand them to another worker
+RETRY_MAX_COUNTDOWN_S = "5"
 
 
 @pytest.fixture
@@ -244,6 +252,7 @@ def pipeline(
             config,
             private_postgres.url,
             SWITCHOVER_BROKER_VISIBILITY_TIMEOUT_S=VISIBILITY_TIMEOUT_S,
+            SWITCHOVER_RETRY_MAX_COUNTDOWN_S=RETRY_MAX_COUNTDOWN_S,
         )
         started = [start_worker(env, 8, "--queues", "shadow") for _ in range(workers)]
         settings = Settings(
@@ -255,6 +264,42 @@ def pipeline(
         return Pipeline(use_case, url, private_postgres.url, env, started)
 
     return build
+
+
+@pytest.fixture
+def embedded_pipeline(simulator, start_serve, tmp_path) -> Callable[..., Pipeline]:
+    """`embedded_pipeline(candidate_url, **shadow)`: a primary and `switchover serve`, embedded."""
+
+    def build(candidate_url: str, **shadow: Any) -> Pipeline:
+        use_case = f"fault-{uuid.uuid4().hex[:8]}"
+        primary = simulator(latency_ms=2)
+        shadow = {"max_in_flight": 16, "timeout_s": 2} | shadow
+        env = embedded_env(
+            tmp_path, config_text(primary, candidate_url, use_case=use_case, **shadow)
+        )
+        served: ServeProcess = start_serve(env)
+        served.wait_ready()
+        return Pipeline(use_case, served.url, env["SWITCHOVER_DATABASE_URL"], env)
+
+    return build
+
+
+def _embedded_workers(pipeline: Pipeline) -> list[int]:
+    """Process ids of the embedded worker processes serving `pipeline`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            continue
+        if b"shadow.worker.embedded" in text:
+            try:
+                environ = (cmdline.parent / "environ").read_bytes()
+            except OSError:
+                continue
+            if pipeline.env["SWITCHOVER_CONFIG"].encode() in environ:
+                found.append(int(cmdline.parent.name))
+    return found
 
 
 class Candidate:
@@ -320,13 +365,14 @@ def run_fault(
     fault_s: float = 2.5,
     in_flight_loss_s: float = 0.0,
     caplog: pytest.LogCaptureFixture | None = None,
+    rate_per_thread: float = 12.0,
 ) -> Figures:
     """Steady traffic; the fault is injected, held for `fault_s`, healed; then the books.
 
     `in_flight_loss_s`: jobs handed out that long before the fault may be lost, and only those
     (the ids of the dropped jobs come from the mirror's log, in `caplog`).
     """
-    with Traffic(pipeline.url) as traffic:
+    with Traffic(pipeline.url, rate_per_thread=rate_per_thread) as traffic:
         traffic.wait(80)
         injected_at = time.time()
         inject()
@@ -484,11 +530,64 @@ def test_postgres_stopped_and_restarted(pipeline, candidate: Candidate, private_
 
 
 def test_worker_killed_mid_task(pipeline, candidate: Candidate) -> None:
-    """One of two workers is SIGKILLed with jobs in flight: the other one stores them, once."""
+    """One of two workers is SIGKILLed with jobs in flight: the other one stores them, once.
+
+    Kombu's Redis transport takes a message off the queue (BRPOP) and only then records it as
+    unacknowledged (`QoS.append`, a second round trip; kombu/transport/redis.py
+    `_brpop_read`): a worker killed between the two loses that one message, which it had
+    prefetched, so it may have been handed out some seconds before the kill. At most one such
+    job is allowed here, and the README names the window (RabbitMQ keeps unacknowledged
+    messages broker-side and has none).
+    """
     candidate.serve(SLOW_CANDIDATE)
     under_test = pipeline(candidate.url, workers=2)
     victim = under_test.workers[0]
-    figures = run_fault("worker SIGKILL", under_test, inject=victim.kill, heal=lambda: None)
+    figures = run_fault(
+        "worker SIGKILL", under_test, inject=victim.kill, heal=lambda: None, in_flight_loss_s=10
+    )
+    assert figures.lost_at_fault <= 1, figures
     assert victim.process.poll() is not None
     assert figures.dropped == 0
     assert figures.statuses == {"ok": figures.stored}
+
+
+# --- the embedded mode -----------------------------------------------------------------------
+
+# The embedded worker also scores every pair (the embedding model, on the same two shared
+# cores): a third of the distributed tests' rate, so that the books can balance in time.
+EMBEDDED_RATE = 4.0
+
+
+@pytest.mark.parametrize("fault", list(CANDIDATE_FAULTS))
+def test_embedded_candidate_fault(fault: str, embedded_pipeline, candidate: Candidate) -> None:
+    """The same candidate faults with the embedded default: error pairs, nothing lost."""
+    serving, kind = CANDIDATE_FAULTS[fault]
+    under_test = embedded_pipeline(candidate.url, timeout_s=1)
+    figures = run_fault(
+        f"embedded: candidate {fault}",
+        under_test,
+        inject=lambda: candidate.serve(serving),
+        heal=lambda: candidate.serve(Candidate.HEALTHY),
+        rate_per_thread=EMBEDDED_RATE,
+    )
+    assert figures.dropped == 0
+    assert figures.statuses.get(kind), "the fault left no trace in the stored pairs"
+    assert set(figures.statuses) <= {"ok", kind, SWAP}
+
+
+def test_embedded_worker_killed_mid_task(embedded_pipeline, candidate: Candidate) -> None:
+    """The embedded worker process is SIGKILLed with jobs in flight: `serve` starts it again
+    and gives its jobs back to the queue; every one is stored, once."""
+    candidate.serve(SLOW_CANDIDATE)
+    under_test = embedded_pipeline(candidate.url)
+    (victim,) = _embedded_workers(under_test)
+    figures = run_fault(
+        "embedded: worker SIGKILL",
+        under_test,
+        inject=lambda: os.kill(victim, signal.SIGKILL),
+        heal=lambda: None,
+        rate_per_thread=EMBEDDED_RATE,
+    )
+    assert figures.dropped == 0
+    assert figures.statuses == {"ok": figures.stored}
+    assert _embedded_workers(under_test) not in ([], [victim])

@@ -16,7 +16,7 @@ from storage.repository import insert_pair
 from tests.storage.test_storage import _pair
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-KEY = ["use_case", "series", "feature", "bin"]
+KEY = ["use_case", "candidate", "series", "feature", "bin"]
 
 
 def _score(
@@ -27,7 +27,8 @@ def _score(
 
 def _bins(use_case: str, *rows: tuple[str, int, int]) -> list[dict[str, Any]]:
     return [
-        {"use_case": use_case, "feature": "", "series": s, "bin": b, "n": n} for s, b, n in rows
+        {"use_case": use_case, "candidate": "default", "feature": "", "series": s, "bin": b, "n": n}
+        for s, b, n in rows
     ]
 
 

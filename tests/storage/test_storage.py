@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import inspect, text
@@ -115,3 +115,35 @@ def test_deleting_a_pair_deletes_its_noise_reask(db_session):
     db_session.execute(text("DELETE FROM request_pairs WHERE id = 'pair-1'"))
     db_session.expunge_all()
     assert db_session.get(NoiseReask, "pair-1") is None
+
+
+def test_the_traffic_summary_comes_from_the_aggregates_not_the_pairs(db_session):
+    """Cost inputs: summed primary cost and the busiest 10-minute bucket, no pair row read."""
+    from sqlalchemy import event
+
+    from storage.models import Score
+    from storage.repository import traffic_summary
+
+    start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    arrivals = [start + timedelta(seconds=s) for s in (0, 30, 90, 200, 700, 1300, 1310, 1320)]
+    for index, moment in enumerate(arrivals):
+        pair = _pair(f"pair-{index}", noise=False).model_copy(update={"created_at": moment})
+        insert_pair(db_session, pair)
+        db_session.add(Score(pair_id=pair.id, metric="cost.primary_usd", value=0.25))
+    db_session.flush()
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    engine = db_session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        total, priced, busiest = traffic_summary(db_session, "support-chat")
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert total == pytest.approx(2.0)
+    assert priced == 8
+    assert busiest == 4  # 12:00-12:10 holds four arrivals
+    assert statements
+    assert not any("request_pairs" in s or "FROM scores" in s for s in statements)

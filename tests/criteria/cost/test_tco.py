@@ -80,3 +80,32 @@ def test_no_deployment_or_no_prices_is_no_figure():
     assert result.monthly_primary_usd is None
     assert result.monthly_candidate_usd is not None
     assert result.monthly_savings_usd is None
+
+
+def test_the_cost_curve_crosses_where_the_break_even_figure_says():
+    # heavy ops: the break-even lies past the first replica step, where a flat line would lie
+    heavy_ops = Deployment("L4", 1, 0.80, 1, 40, 95)
+    traffic = TrafficInputs(**{**TRAFFIC.__dict__, "primary_cost_usd": 1.0})  # 0.001 USD each
+    result = project(heavy_ops, traffic, rps_at_slo=4.0, headroom=0.3)
+    assert result.break_even_requests_per_month is not None
+    curve = result.curve
+    assert curve[0].requests_per_month == 0
+    assert all(p.candidate_usd > 0 and p.primary_usd >= 0 for p in curve)
+    # the self-hosted line steps up with the replicas the traffic needs
+    assert len({round(p.candidate_usd, 6) for p in curve}) > 1
+    cheaper = [p.requests_per_month for p in curve if p.primary_usd >= p.candidate_usd]
+    assert min(cheaper) == pytest.approx(result.break_even_requests_per_month, rel=1e-9)
+    before = [p for p in curve if p.requests_per_month < result.break_even_requests_per_month]
+    assert all(p.primary_usd < p.candidate_usd for p in before)
+    # at the traffic seen the curve is the self-hosted figure
+    now = next(
+        p for p in curve if p.requests_per_month >= (result.monthly_requests or 0) * (1 - 1e-9)
+    )
+    assert result.monthly_requests is not None
+    assert p_at(curve, result.monthly_requests) == pytest.approx(result.monthly_candidate_usd)
+    assert now.candidate_usd >= result.monthly_candidate_usd
+
+
+def p_at(curve, requests):
+    """The self-hosted bill the curve shows at a traffic (the step it is on)."""
+    return [p.candidate_usd for p in curve if p.requests_per_month <= requests][-1]

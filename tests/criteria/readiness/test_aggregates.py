@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from criteria.readiness import service
-from criteria.readiness.service import UseCaseInfo
+from criteria.usecases import UseCaseInfo
 from evaluators.repository import delete_scores, insert_scores
 from storage import aggregates, repository
 from storage.models import Score, ScoreAggregate, ScoreHistogram

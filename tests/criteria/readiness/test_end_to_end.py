@@ -122,7 +122,7 @@ def test_good_bad_and_young_candidates_get_go_no_go_and_insufficient_data(
     assert body["verdict"] == "INSUFFICIENT_DATA"
     assert body["pairs"] == 4
     assert {row["needed_n"] for row in body["criteria"]} == {10}
-    assert all("more samples needed" in reason for reason in body["reasons"])
+    assert all("samples needed in total" in reason for reason in body["reasons"])
 
     for use_case, code in (("good", 0), ("bad", 1), ("young", 2)):
         done = subprocess.run(

@@ -8,7 +8,6 @@ import pytest
 from pydantic import ValidationError
 
 from criteria.readiness.schemas import CriterionRead, ReadinessRead, Window
-from criteria.readiness.service import UseCaseInfo
 from criteria.rollout import service as rollout_service
 from criteria.rollout.rules import (
     FallbackStats,
@@ -20,6 +19,7 @@ from criteria.rollout.rules import (
     rollback_reason,
     starting_percent,
 )
+from criteria.usecases import UseCaseInfo
 from storage import repository
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)

@@ -6,12 +6,13 @@ import json
 import subprocess
 
 import httpx
+import openai
 import pytest
 
 from criteria.access.auth import create_token
 from shadow.settings import Settings
 from storage.db import make_engine, session_scope
-from tests.conftest import VENV_BIN, CapturedJobs
+from tests.conftest import VENV_BIN, CapturedJobs, wait_for
 from tests.fixtures.evidence import Evidence, seed_pairs
 
 pytestmark = pytest.mark.integration
@@ -150,3 +151,81 @@ def test_the_cli_shows_and_moves_the_rollout(service):
     assert "advance" in status.stdout
     assert "release-manager" in status.stdout
     assert run("rollback", "good", "--token", tokens["viewer"]).returncode == 3  # 403
+
+
+def test_an_advance_names_the_candidate_that_takes_live_traffic(
+    monkeypatch, sqlite_url, simulator, proxy
+):
+    """Two candidates: the lead one (llama) is NO_GO, qwen is GO. `--candidate qwen` moves
+    qwen, whose upstream then answers the live traffic; llama cannot start while qwen is live,
+    and keeps being judged."""
+    monkeypatch.setenv("SWITCHOVER_DATABASE_URL", sqlite_url)
+    seed_pairs(sqlite_url, "duo", Evidence(pairs=200, error_rate=0.5), candidate="llama")
+    seed_pairs(sqlite_url, "duo", Evidence(pairs=200), seed=2, candidate="qwen")
+    api, llama, qwen = simulator(), simulator(), simulator()
+    config = "\n".join(
+        [
+            "upstreams:",
+            f"  api: {{base_url: {api}}}",
+            f"  llama-gpu: {{base_url: {llama}}}",
+            f"  qwen-gpu: {{base_url: {qwen}}}",
+            "use_cases:",
+            "  duo:",
+            "    primary: {upstream: api, model: gpt-4o-mini}",
+            "    candidates:",
+            "      llama: {upstream: llama-gpu, model: llama-3.1-8b}",
+            "      qwen: {upstream: qwen-gpu, model: qwen2.5-7b}",
+            "    shadow: {sample_rate: 0}",
+            "    rollout: {steps: [100], min_step_duration: 1h}",
+            f"    criteria: {json.dumps(CRITERIA)}",
+        ]
+    )
+    url = proxy(
+        config + "\n", Settings(broker_url=None, rollout_sync_s=0.2), CapturedJobs().publish
+    )
+    with session_scope(make_engine(sqlite_url)) as session:
+        admin = create_token(session, "admin", "release-manager")
+
+    lead = _post(url, "duo", admin, action="advance")
+    assert lead.status_code == 409
+    assert "verdict is NO_GO" in lead.json()["detail"]
+    unknown = _post(url, "duo", admin, action="advance", candidate="mistral")
+    assert unknown.status_code == 404
+    assert "no candidate 'mistral'" in unknown.json()["detail"]
+
+    moved = subprocess.run(
+        [str(VENV_BIN / "switchover"), "rollout", "advance", "duo", "--candidate", "qwen",
+         "--url", url, "--token", admin],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    assert "100 % of live traffic to qwen" in " ".join(moved.stdout.split())
+    status = _get(url, "duo", admin)
+    assert (status["candidate"], status["mode"], status["verdict"]) == ("qwen", "candidate", None)
+    assert (status["history"][0]["kind"], status["history"][0]["candidate"]) == ("advance", "qwen")
+
+    busy = _post(url, "duo", admin, action="advance", candidate="llama", force=True, reason="x")
+    assert busy.status_code == 409
+    assert (
+        "qwen takes 100 % of live traffic: roll back before moving llama" in (busy.json()["detail"])
+    )
+
+    def served(base: str) -> int:
+        return int(httpx.get(f"{base.removesuffix('/v1')}/sim/stats").json()["requests"])
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0, timeout=30)
+    ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    wait_for(lambda: client.chat.completions.with_raw_response.create(**ask).headers.get(
+        "x-switchover-served-by") == "candidate", timeout=60)  # fmt: skip
+    before = served(api), served(llama), served(qwen)
+    for _ in range(5):
+        raw = client.chat.completions.with_raw_response.create(**ask)
+        assert raw.headers["x-switchover-served-by"] == "candidate"
+        assert raw.parse().model == "qwen2.5-7b"
+    assert (served(api), served(llama), served(qwen)) == (before[0], before[1], before[2] + 5)
+
+    back = _post(url, "duo", admin, action="rollback", reason="try the other one")
+    assert (back.json()["percent"], back.json()["candidate"]) == (0, "qwen")
+    again = _post(url, "duo", admin, action="advance", candidate="llama")
+    assert again.status_code == 409
+    assert "verdict is NO_GO" in again.json()["detail"]  # llama's own verdict decides

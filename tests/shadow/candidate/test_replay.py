@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from shadow.candidate.replay import Captured, Slo, captured_from_rows, find_capacity, schedule
+from shadow.candidate.replay import (
+    Captured,
+    Slo,
+    captured_from_rows,
+    find_capacity,
+    in_candidate_form,
+    schedule,
+)
 from storage.db import make_engine, session_scope
 from storage.repository import insert_pair
 from storage.schemas import AnswerFields, PairCreate
@@ -139,7 +146,8 @@ def test_replay_command_stores_a_run_and_feeds_capacity_and_cost(simulator, tmp_
     assert done.returncode == 0, done.stderr + done.stdout
     assert "capacity.rps_at_slo =" in done.stdout
 
-    from criteria.readiness.service import cost_projection, evaluate
+    from criteria.cost.service import cost_projection
+    from criteria.readiness.service import evaluate
     from shadow.catalog import catalog_for
     from shadow.config import load_config
     from storage.repository import latest_capacity
@@ -181,3 +189,57 @@ def test_a_start_above_capacity_steps_down_until_a_rate_holds(simulator):
     assert offered[:3] == [40, 20, 10], offered
     assert result.rps_at_slo is not None, offered
     assert 7 <= result.rps_at_slo <= 12, (result.rps_at_slo, offered)
+
+
+MESSAGES_BODY = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 64,
+    "system": "You are a support agent.",
+    "messages": [{"role": "user", "content": "Where is my order?"}],
+}
+RESPONSES_BODY = {"model": "gpt-4o-mini", "input": "Where is my order?", "stream": True}
+
+
+def test_captured_requests_of_every_family_reach_the_candidate_in_the_form_it_serves(simulator):
+    """A chat-only candidate is sent Messages and Responses captures as chat, as the worker
+    sends them; each answer parses (no errors), and what cannot be translated is left out."""
+    candidate = simulator(latency_ms=20)
+    start = datetime(2026, 11, 27, tzinfo=UTC)
+    captured = captured_from_rows(
+        [
+            (start + timedelta(seconds=i * 0.1), endpoint, stream, json.dumps(body))
+            for i, (endpoint, stream, body) in enumerate(
+                [("messages", False, MESSAGES_BODY), ("responses", True, RESPONSES_BODY),
+                 ("chat.completions", False, BODY),
+                 ("messages", False, {**MESSAGES_BODY, "container": "c-1"})] * 10
+            )
+        ]
+    )  # fmt: skip
+    ready, left_out = in_candidate_form(captured, ("chat.completions",))
+    assert left_out == 10
+    assert {c.endpoint for c in ready} == {"chat.completions"}
+    assert sum(c.stream for c in ready) == 10
+    assert all("messages" in c.body and "system" not in c.body for c in ready)
+    result = asyncio.run(
+        find_capacity(
+            ready, candidate, "llama", None, Slo(0.95, 5000, 0.01), start_rps=1,
+            rates=[10.0], requests_per_step=30, timeout_s=10,
+        )
+    )  # fmt: skip
+    assert result.steps[0].requests == 30
+    assert result.steps[0].errors == 0
+    assert result.steps[0].ttft_p50_ms is not None
+
+
+def test_a_candidate_that_holds_no_rate_ends_as_not_reached_in_bounded_steps(simulator):
+    """Halving stops at `min_rps`, not after a dozen ever longer steps."""
+    candidate = simulator(latency_ms=400)  # over the 100 ms SLO at any rate
+    captured = captured_from_rows(_rows(np.arange(40) * 0.05))
+    result = asyncio.run(
+        find_capacity(
+            captured, candidate, "llama", None, Slo(0.95, 100, 0.01), start_rps=20,
+            requests_per_step=20, timeout_s=10, min_rps=4,
+        )
+    )  # fmt: skip
+    assert result.rps_at_slo is None
+    assert [round(s.offered_rps) for s in result.steps] == [20, 10, 5]

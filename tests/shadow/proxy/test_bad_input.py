@@ -257,6 +257,9 @@ def test_invalid_criteria_are_a_422_with_the_line(
 schema = schemathesis.openapi.from_dict(
     _app(_config("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"), CapturedJobs()).openapi()
 ).exclude(path="/metrics")
+# This service's broker is a URL nothing listens on: /readyz rightly answers 503 (its own test
+# is in test_upstream_hygiene.py), so it is left out of the fuzzing's no-5xx check.
+schema = schema.exclude(path="/readyz")
 
 
 @schema.parametrize()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -245,3 +246,31 @@ def test_a_bad_rollout_section_names_the_line(lines, expected):
     with pytest.raises(ConfigError) as error:
         parse_config(text, "sw.yaml")
     assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("mode", ["shadow", "candidate"])
+def test_a_deeply_nested_request_is_answered_and_mirrored(database, simulator, proxy, mode):
+    """Nested past orjson's writing depth (255): the answer comes, the job is handed over."""
+    jobs = CapturedJobs()
+    url = proxy(
+        _config(simulator(), simulator(answer_mix={"paraphrase": 1.0}), mode),
+        Settings(broker_url=None, rollout_sync_s=0.2),
+        jobs.publish,
+    )
+    depth = 600
+    body = (
+        '{"model": "gpt-4o-mini", "messages": ' + json.dumps(MESSAGES) + ', "metadata_blob": '
+        + "[" * depth + "]" * depth + "}"
+    )  # fmt: skip
+    response = httpx.post(
+        f"{url}/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    served = "candidate" if mode == "candidate" else "primary"
+    assert response.headers["x-switchover-served-by"] == served
+    assert response.headers["x-switchover-pair-id"]
+    wait_for(lambda: len(jobs) == 1, timeout=10)
+    assert jobs[0].request_body == body

@@ -71,6 +71,7 @@ def test_json_answer_gives_text_tokens_and_latency() -> None:
     assert answer.text == "In France."
     assert answer.finish_reason == "stop"
     assert (answer.prompt_tokens, answer.completion_tokens) == (11, 3)
+    assert answer.latency_ms is not None
     assert answer.latency_ms >= 20
     assert answer.ttft_ms == answer.latency_ms
 
@@ -123,6 +124,7 @@ def test_http_error_status_is_an_error_with_its_status_and_body() -> None:
     assert "500" in answer.error
     assert "The server had an error" in answer.error
     assert answer.text is None
+    assert answer.latency_ms is not None
     assert answer.latency_ms >= 0
 
 
@@ -136,6 +138,7 @@ def test_refused_connection_is_a_connection_error() -> None:
     assert answer.error is not None
     assert "Connection refused" in answer.error
     assert answer.status_code is None
+    assert answer.latency_ms is not None
     assert answer.latency_ms < 5000
 
 
@@ -156,6 +159,7 @@ def test_non_json_answer_is_an_invalid_response() -> None:
     assert answer.error_kind == "invalid_response"
     assert answer.status_code == 200
     assert answer.error is not None
+    assert answer.latency_ms is not None
     assert answer.latency_ms >= 0
 
 
@@ -193,6 +197,7 @@ def test_streamed_answer_records_time_to_first_token_and_per_output_token() -> N
     assert answer.completion_tokens == 5
     assert answer.ttft_ms is not None
     assert answer.tpot_ms is not None
+    assert answer.latency_ms is not None
     assert 50 <= answer.ttft_ms < answer.latency_ms
     assert answer.latency_ms - answer.ttft_ms >= 90
     assert answer.tpot_ms == pytest.approx((answer.latency_ms - answer.ttft_ms) / 4)

@@ -171,7 +171,9 @@ def test_keyless_primary_still_gets_noise_re_asks(simulator, proxy, tmp_path, mo
     client_key = "sk-client-own-KEYLESS-0123456789"
     primary = simulator(tokens_per_s=300, require_api_key=client_key)
     candidate = simulator(tokens_per_s=300, latency_ms=5)
-    config = config_text(primary, candidate, noise_rate=1.0)  # no api_key_env on the primary
+    # no api_key_env on the primary. A re-ask finding `max_in_flight` re-asks running is skipped
+    # (the pair goes without one): a cap over the 12 requests keeps a loaded machine from it.
+    config = config_text(primary, candidate, noise_rate=1.0, max_in_flight=16)
     url = proxy(config, Settings(broker_url=None))
     with caplog.at_level("DEBUG"):
         pair_ids = _send(_client(url, key=client_key), 12)
@@ -275,7 +277,12 @@ def test_worker_killed_mid_task_loses_nothing_and_stores_once(
     primary = simulator()
     candidate = simulator(latency_ms=3000)
     config = config_text(primary, candidate, use_case="killed", timeout_s=20)
-    env = worker_env(config, postgres_url, SWITCHOVER_BROKER_VISIBILITY_TIMEOUT_S="4")
+    env = worker_env(
+        config,
+        postgres_url,
+        SWITCHOVER_BROKER_VISIBILITY_TIMEOUT_S="4",
+        SWITCHOVER_RETRY_MAX_COUNTDOWN_S="2",
+    )
     victim = start_worker(env)
     url = proxy(config, distributed_settings(env))
     pair_ids = _send(_client(url), 1, stream_every=0)
@@ -371,3 +378,40 @@ def test_rabbitmq_broker(simulator, proxy, worker_env, start_worker, postgres_ur
         with create_celery(settings).connection_for_write() as connection:
             for queue in (settings.queue, settings.scoring_queue_name):
                 connection.default_channel.queue_delete(queue)
+
+
+def test_candidate_errors_are_counted_in_metrics_with_one_info_line_per_pair_at_most(
+    simulator, proxy, tmp_path, monkeypatch, caplog
+):
+    """`switchover_candidate_errors_total{use_case,candidate,kind}`; Celery's own per-task
+    lines (two per task, two tasks per pair) stay out of the INFO log."""
+    from shadow.startup import quiet_per_task_logs
+
+    database = f"sqlite:///{tmp_path / 'errors.db'}"
+    monkeypatch.setenv("SWITCHOVER_DATABASE_URL", database)
+    monkeypatch.delenv("SWITCHOVER_BROKER_URL", raising=False)
+    quiet_per_task_logs("info")
+    primary = simulator(tokens_per_s=300)
+    config = config_text(primary, "http://127.0.0.1:9/v1", timeout_s=1, use_case="down")
+    url = proxy(config, Settings(broker_url=None))
+    before = _metric(url, "switchover_candidate_errors_total", use_case="down")
+    with caplog.at_level("INFO"):
+        pair_ids = _send(_client(url), 6, stream_every=0)
+        wait_for(lambda: _count(database) >= 6, timeout=60)
+        wait_for(
+            lambda: (
+                _metric(url, "switchover_candidate_errors_total", use_case="down") >= before + 6
+            ),
+            timeout=60,
+        )
+    assert len(pair_ids) == 6
+    counted = _metric(
+        url, "switchover_candidate_errors_total", use_case="down", candidate="cand-model",
+        kind="connection",
+    )  # fmt: skip
+    assert counted >= 6
+    info = [r for r in caplog.records if r.levelname == "INFO" and r.name.startswith("celery")]
+    assert info == []
+    service = ("shadow", "evaluators", "criteria", "storage", "celery", "kombu")
+    per_pair = [r for r in caplog.records if r.levelname == "INFO" and r.name.startswith(service)]
+    assert len(per_pair) <= len(pair_ids)  # the test's own client logs its requests too
