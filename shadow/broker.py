@@ -16,6 +16,7 @@ from evaluators.retry import CONF_KEY as RETRY_CAP_KEY
 from evaluators.tasks import SCORE_PAIRS
 from shadow.jobs import PURGE_EXPIRED, SWEEP_UNSCORED
 from shadow.localqueue import SCHEME
+from shadow.redisqueue import TRANSPORT as REDIS_TRANSPORT
 from shadow.settings import Settings
 
 
@@ -36,9 +37,13 @@ def create_celery(settings: Settings, bounded: bool = False) -> Celery:
         "socket_connect_timeout": settings.broker_publish_timeout_s,
         "socket_timeout": settings.broker_publish_timeout_s,
     }
+    transport: str | None = None
     if settings.embedded:
         bounds = {settings.queue: settings.shadow_buffer_size} if bounded else {}
         transport_options = {"path": str(settings.local_queue_path), "bounds": bounds}
+    elif (settings.broker_url or "").startswith("redis://"):
+        # kombu's Redis transport without the gap between taking a job and recording it
+        transport = REDIS_TRANSPORT
     app.conf.update(
         include=["shadow.worker.tasks", "criteria.readiness.tasks", "evaluators.tasks"],
         task_routes={SCORE_PAIRS: {"queue": settings.scoring_queue_name}},
@@ -58,6 +63,7 @@ def create_celery(settings: Settings, bounded: bool = False) -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_timeout=settings.broker_publish_timeout_s,
         broker_connection_retry_on_startup=True,
+        broker_transport=transport,
         broker_transport_options=transport_options,
         task_publish_retry_policy={
             "max_retries": 1,
