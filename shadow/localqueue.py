@@ -19,7 +19,6 @@ Writes use WAL with `synchronous=NORMAL`: a committed row survives the process b
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, cast
 
+import orjson
 from kombu.transport import TRANSPORT_ALIASES, virtual
 
 SCHEME = "switchover-queue"
@@ -270,7 +270,8 @@ class Channel(virtual.Channel):
         return row is not None and int(row[0]) >= bound
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        row = (queue, message["properties"]["delivery_tag"], json.dumps(message), time.time())
+        payload = orjson.dumps(message).decode()
+        row = (queue, message["properties"]["delivery_tag"], payload, time.time())
         bound = self._bounds.get(queue)
         if bound is None:
             self._execute(
@@ -292,7 +293,7 @@ class Channel(virtual.Channel):
                 (os.getpid(), found[0]),
             ).fetchone()
             if taken is not None:  # else another worker took it first: look again
-                payload: dict[str, Any] = json.loads(taken[0])
+                payload: dict[str, Any] = orjson.loads(taken[0])
                 return payload
 
     def _remove(self, delivery_tag: str) -> None:

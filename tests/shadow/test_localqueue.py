@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
+from shadow.jobs import MIRROR_PAIR, PrimaryCapture, ShadowJob
 from shadow.localqueue import SCHEME, LocalQueue, QueueFull
+from shadow.proxy.publisher import CeleryPublisher
+from shadow.settings import Settings
 from tests.conftest import wait_for
 
 # A consumer that takes one job of the file `sys.argv[1]`, says so, and is SIGKILLed.
@@ -157,3 +160,40 @@ def test_drops_are_added_up_in_the_file(tmp_path: Path) -> None:
         ("chat", "queue_full"): 5,
         ("chat", "buffer_full"): 1,
     }
+
+
+def test_the_proxy_publisher_refuses_at_the_bound_and_publishes_again_after(
+    tmp_path: Path,
+) -> None:
+    """The publisher's path: a refusal, then refusals before any message is built, then room."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/switchover.db", shadow_buffer_size=2)
+    publish = CeleryPublisher(settings)
+    books = LocalQueue(settings.local_queue_path)
+    jobs = [_job(n) for n in range(5)]
+    publish(jobs[0])
+    publish(jobs[1])
+    for job in jobs[2:4]:
+        with pytest.raises(QueueFull):
+            publish(job)
+    assert books.waiting(settings.queue) == 2
+    with _connection(settings.local_queue_path) as connection:
+        taken = connection.SimpleQueue(settings.queue).get(timeout=5)
+        assert taken.headers["task"] == MIRROR_PAIR
+        assert taken.payload[0][0]["pair_id"] == jobs[0].pair_id
+        taken.ack()
+    publish(jobs[4])
+    publish.close()
+    assert books.waiting(settings.queue) == 2
+
+
+def _job(n: int) -> ShadowJob:
+    return ShadowJob(
+        pair_id=f"pair-{n}",
+        use_case="default",
+        endpoint="chat.completions",
+        received_at=0.0,
+        request_body='{"model": "m", "messages": []}',
+        stream=False,
+        client_auth=False,
+        primary=PrimaryCapture(status_code=200, body="{}", latency_ms=1.0, first_byte_ms=1.0),
+    )
