@@ -23,7 +23,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty
 from typing import Any, cast
@@ -253,12 +254,30 @@ class Channel(virtual.Channel):
         super().__init__(connection, **kwargs)
         options = connection.client.transport_options
         self._db = connect(options["path"])
-        self._db_lock = threading.Lock()
+        # reentrant: the statements of a `batch` run while it holds the lock
+        self._db_lock = threading.RLock()
         self._bounds: dict[str, int] = dict(options.get("bounds") or {})
 
     def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._db_lock:
             return self._db.execute(sql, args)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Publish several jobs in one transaction: all of them are in the file, or none.
+
+        One commit (and one taking of the file's write lock) for the lot instead of one per
+        job. A job refused at its queue's bound raises QueueFull inside and leaves the others
+        in; any other error rolls every one of them back.
+        """
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def full(self, queue: str) -> bool:
         """Whether a bounded `queue` holds its bound: a publisher's cheap check before it

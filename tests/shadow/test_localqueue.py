@@ -197,3 +197,34 @@ def _job(n: int) -> ShadowJob:
         client_auth=False,
         primary=PrimaryCapture(status_code=200, body="{}", latency_ms=1.0, first_byte_ms=1.0),
     )
+
+
+def test_jobs_published_together_are_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the bound the rest are refused one by one; any other error leaves none of them."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/switchover.db", shadow_buffer_size=3)
+    publish = CeleryPublisher(settings)
+    books = LocalQueue(settings.local_queue_path)
+    outcomes = publish.publish_many([_job(n) for n in range(5)])
+    assert [type(outcome) for outcome in outcomes] == [*[type(None)] * 3, QueueFull, QueueFull]
+    assert books.waiting(settings.queue) == 3
+
+    with _connection(settings.local_queue_path) as connection:
+        for _ in range(3):
+            connection.SimpleQueue(settings.queue).get(timeout=5).ack()
+    send = CeleryPublisher._send
+
+    def fail_on_the_second(self: CeleryPublisher, producer: object, job: ShadowJob) -> None:
+        if job.pair_id == "pair-11":
+            raise OSError("disk I/O error")
+        send(self, producer, job)
+
+    monkeypatch.setattr(CeleryPublisher, "_send", fail_on_the_second)
+    outcomes = publish.publish_many([_job(n) for n in (10, 11, 12)])
+    assert all(isinstance(outcome, OSError) for outcome in outcomes)
+    assert books.waiting(settings.queue) == 0  # the first was rolled back with the rest
+    monkeypatch.undo()
+    assert publish.publish_many([_job(13), _job(14)]) == [None, None]
+    publish.close()
+    assert books.waiting(settings.queue) == 2

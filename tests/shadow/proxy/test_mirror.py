@@ -180,3 +180,31 @@ def test_proxies_started_one_after_another_in_a_process_all_publish(redis_url: s
     finally:
         client.delete(queue)
         client.close()
+
+
+class BatchBroker:
+    """A publisher that takes jobs in batches and refuses the ones named in `refuse`."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.batches: list[list[str]] = []
+        self.refuse = refuse
+
+    def __call__(self, job: ShadowJob) -> None:
+        raise AssertionError("a batch publisher is called with publish_many")
+
+    def publish_many(self, jobs: list[ShadowJob]) -> list[Exception | None]:
+        self.batches.append([job.pair_id for job in jobs])
+        return [RuntimeError("refused") if j.pair_id in self.refuse else None for j in jobs]
+
+
+def test_a_burst_goes_out_in_batches_and_each_job_is_counted(use_case: str) -> None:
+    broker = BatchBroker(refuse={"pair-3"})
+    mirror = Mirror(broker, capacity=100)
+    for number in range(40):
+        assert mirror.submit(make_job(use_case, number))
+    mirror.close()
+    published = [pair_id for batch in broker.batches for pair_id in batch]
+    assert published == [f"pair-{n}" for n in range(40)]  # once each, in order
+    assert len(broker.batches) < 40
+    assert enqueued(use_case) == 39
+    assert dropped(use_case, "broker_error") == 1
