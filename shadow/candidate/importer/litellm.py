@@ -22,7 +22,6 @@ import orjson
 
 from shadow.candidate.importer.records import (
     Parsed,
-    Problem,
     Record,
     RecordError,
     RecordFailed,
@@ -124,13 +123,12 @@ def read(files: Sequence[Path]) -> Parsed:
     parsed = Parsed()
     for path in files:
         for location, row in _rows(path):
-            parsed.read += 1
-            try:
-                if isinstance(row, RecordError):
-                    raise row
-                parsed.records.append(_record(location, row))
-            except orjson.JSONDecodeError as exc:
-                parsed.problems.append(Problem(location, f"a JSON column is not JSON: {exc}"))
-            except RecordError as exc:
-                parsed.problems.append(Problem(location, str(exc), isinstance(exc, RecordFailed)))
+            parsed.take(location, row, _columns_read)
     return parsed
+
+
+def _columns_read(location: str, row: Any) -> Record:
+    try:
+        return _record(location, row)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError(f"a JSON column is not JSON: {exc}") from None

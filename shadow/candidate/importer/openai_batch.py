@@ -112,33 +112,29 @@ def read(files: Sequence[Path]) -> Parsed:
                 result = exc
             results[custom_id] = (location, result)
     seen: set[str] = set()
+
+    def matched(location: str, line: Any) -> Record:
+        custom_id, url, body = _reader(line, _openai_input, _anthropic_input)
+        if custom_id in seen:
+            raise RecordError(f"custom_id {custom_id!r} appears twice in the input")
+        seen.add(custom_id)
+        if custom_id not in results:
+            raise RecordError(f"no result for custom_id {custom_id!r} in the output")
+        result_at, result = results[custom_id]
+        if isinstance(result, RecordError):
+            raise type(result)(f"{result} ({result_at})")
+        _, request_id, answer = result
+        endpoint = endpoint_of(url, body, answer)
+        return Record(
+            key=record_key("batch", custom_id, body),
+            location=location,
+            endpoint=endpoint,
+            request=body,
+            primary=recorded_answer(endpoint, answer),
+            primary_request_id=request_id,
+            received_at=created_of(answer),
+        )
+
     for location, line in json_lines(files[0]):
-        parsed.read += 1
-        try:
-            if isinstance(line, RecordError):
-                raise line
-            custom_id, url, body = _reader(line, _openai_input, _anthropic_input)
-            if custom_id in seen:
-                raise RecordError(f"custom_id {custom_id!r} appears twice in the input")
-            seen.add(custom_id)
-            if custom_id not in results:
-                raise RecordError(f"no result for custom_id {custom_id!r} in the output")
-            result_at, result = results[custom_id]
-            if isinstance(result, RecordError):
-                raise type(result)(f"{result} ({result_at})")
-            _, request_id, answer = result
-            endpoint = endpoint_of(url, body, answer)
-            parsed.records.append(
-                Record(
-                    key=record_key("batch", custom_id, body),
-                    location=location,
-                    endpoint=endpoint,
-                    request=body,
-                    primary=recorded_answer(endpoint, answer),
-                    primary_request_id=request_id,
-                    received_at=created_of(answer),
-                )
-            )
-        except RecordError as exc:
-            parsed.problems.append(Problem(location, str(exc), isinstance(exc, RecordFailed)))
+        parsed.take(location, line, matched)
     return parsed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +95,20 @@ class Parsed:
     def failed(self) -> int:
         """Records the capture marks as failed."""
         return sum(1 for problem in self.problems if problem.failed)
+
+    def take(self, location: str, row: Any, build: Callable[[str, Any], Record]) -> None:
+        """Count one captured record; keep what `build` makes of it, or why it is left out.
+
+        `row` may be the RecordError its reading gave (`json_lines`); `build` raises one for a
+        record it cannot take.
+        """
+        self.read += 1
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            self.records.append(build(location, row))
+        except RecordError as exc:
+            self.problems.append(Problem(location, str(exc), isinstance(exc, RecordFailed)))
 
 
 def record_key(*parts: Any) -> str:
