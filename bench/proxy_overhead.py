@@ -2,9 +2,10 @@
 
 Starts a zero-delay simulated upstream and proxies in front of it, each a `switchover serve`:
 distributed ones that publish to Redis (forwarding only, sampling 25 %, mirroring 100 %; no
-worker) and the embedded default (nothing configured: the local queue file and its supervised
-worker processes) with mirroring off and at 100 % to a slow candidate (200 ms) whose pairs the
-embedded worker really calls, stores and scores. Each is driven with a closed loop of C
+worker) and the embedded default (nothing configured: the local queue file, the relay process
+that publishes the proxy's jobs to it, and the supervised worker processes) with mirroring
+off and at 100 % to a slow candidate (200 ms) whose pairs the embedded worker really calls,
+stores and scores. Each is driven with a closed loop of C
 concurrent aiohttp clients from a separate process. Direct and proxied runs are
 interleaved in the same run (direct, then each proxy, then the reverse order) and pooled, so
 drift of the machine cancels out. Prints the added latency at p50/p99 next to the targets,
@@ -410,11 +411,14 @@ def cpu_seconds(pid: int, role: str | None = None) -> float:
     """User + system CPU time a process and its children have used so far (Linux /proc).
 
     `role="proxy"`: only a `switchover serve`'s proxy processes (not its supervisor or its
-    embedded workers), the CPU a request costs on the hot path.
+    embedded workers), the CPU a request costs on the hot path; `role="relay"`: its relay
+    process, which publishes the proxies' shadow jobs (embedded mode).
     """
     pids = [pid, *_descendants(pid)]
     if role == "proxy":
         pids = [p for p in pids if b"shadow.supervisor" in _cmdline(p)]
+    elif role == "relay":
+        pids = [p for p in pids if b"shadow.proxy.relay" in _cmdline(p)]
     return sum(_own_cpu_seconds(p) for p in pids)
 
 
@@ -463,14 +467,16 @@ class Pool:
     errors: int = 0
     # CPU of the server under test (simulator for direct, else the proxy), warm-up included
     cpu_s: float = 0.0
+    relay_cpu_s: float = 0.0
     served: int = 0
 
-    def add(self, segment: Segment, cpu_s: float, served: int) -> None:
+    def add(self, segment: Segment, cpu_s: float, served: int, relay_cpu_s: float = 0.0) -> None:
         self.latencies_ms += segment.latencies_ms
         self.overheads_ms += segment.overheads_ms
         self.wall_s += segment.wall_s
         self.errors += segment.errors
         self.cpu_s += cpu_s
+        self.relay_cpu_s += relay_cpu_s
         self.served += served
 
     @property
@@ -481,6 +487,11 @@ class Pool:
     def cpu_us(self) -> float:
         """Server CPU per request, in microseconds."""
         return self.cpu_s / self.served * 1e6 if self.served else math.nan
+
+    @property
+    def relay_cpu_us(self) -> float:
+        """The relay process's CPU per request (embedded mode), in microseconds."""
+        return self.relay_cpu_s / self.served * 1e6 if self.served else math.nan
 
 
 @dataclass
@@ -505,6 +516,7 @@ class Row:
     overhead_header_p99_ms: float
     simulator_cpu_us_per_request: float
     proxy_cpu_us_per_request: float
+    relay_cpu_us_per_request: float
     other_processes_cpu_pct: float
     errors: int
 
@@ -539,6 +551,7 @@ def _row(
         overhead_header_p99_ms=percentile(proxy.overheads_ms, 99),
         simulator_cpu_us_per_request=direct.cpu_us,
         proxy_cpu_us_per_request=proxy.cpu_us,
+        relay_cpu_us_per_request=proxy.relay_cpu_us,
         other_processes_cpu_pct=other_pct,
         errors=direct.errors + proxy.errors,
     )
@@ -568,9 +581,11 @@ def measure_cell(
             url = targets[name] + PATHS[path]
             role = None if name == "direct" else "proxy"
             cpu_before = cpu_seconds(stack.pids[name], role)
+            relay_before = cpu_seconds(stack.pids[name], "relay") if role else 0.0
             segment = loadgen.run(url, body, concurrency, warmup, per_round)
             cpu_s = cpu_seconds(stack.pids[name], role) - cpu_before
-            pools[name].add(segment, cpu_s, warmup + per_round)
+            relay_s = cpu_seconds(stack.pids[name], "relay") - relay_before if role else 0.0
+            pools[name].add(segment, cpu_s, warmup + per_round, relay_s)
             if name in VARIANTS and VARIANTS[name][0]:
                 _wait_drained(targets[name])
     ours_s = sum(cpu_seconds(pid) for pid in ours) - ours_before
@@ -589,7 +604,8 @@ def _mark(value: float, target: float) -> str:
 NOTES = """
 latency: time to the last byte, client side; added: proxy - direct; ratio: proxy rps / direct rps
 hdr overhead: the proxy's own x-switchover-overhead-ms header
-cpu us/req: CPU time of the simulator (direct runs) and of the proxy process per request
+cpu us/req: CPU time of the simulator (direct runs), of the proxy process and of the relay
+process (embedded: it publishes the proxy's shadow jobs) per request
 other cpu %: share of the machine used by processes outside the benchmark (skews the figures)
 At concurrency 50 and 200 the closed loop saturates the proxy, so the added latency there is
 mostly queueing: concurrency / proxy rps - concurrency / direct rps."""
@@ -603,13 +619,13 @@ def print_table(rows: list[Row]) -> None:
     )
     groups = (
         f"{'':39}|{'direct ms':^16}|{'proxy ms':^16}|{'added ms':^26}|{'throughput rps':^20}"
-        f"|{'hdr overhead ms':^15}|{'cpu us/req':^13}|{'other':^6}|"
+        f"|{'hdr overhead ms':^15}|{'cpu us/req':^20}|{'other':^6}|"
     )
     header = (
         f"{'conc':>4} {'path':<9} {'stream':>6} {'variant':<17}"
         f"|{'p50':>7} {'p99':>8}|{'p50':>7} {'p99':>8}"
         f"|{'p50':>7} {'(≤0.5)':<4} {'p99':>8} {'(≤2)':<4}|{'direct':>7} {'proxy':>6} {'ratio':>5}"
-        f"|{'p50':>7} {'p99':>7}|{'sim':>6} {'proxy':>6}|{'cpu %':>6}| err"
+        f"|{'p50':>7} {'p99':>7}|{'sim':>6} {'proxy':>6} {'relay':>6}|{'cpu %':>6}| err"
     )
     print(groups)
     print(header)
@@ -624,6 +640,7 @@ def print_table(rows: list[Row]) -> None:
             f"|{r.direct_rps:>7.0f} {r.proxy_rps:>6.0f} {r.rps_ratio:>5.2f}"
             f"|{r.overhead_header_p50_ms:>7.3f} {r.overhead_header_p99_ms:>7.3f}"
             f"|{r.simulator_cpu_us_per_request:>6.0f} {r.proxy_cpu_us_per_request:>6.0f}"
+            f" {r.relay_cpu_us_per_request:>6.0f}"
             f"|{r.other_processes_cpu_pct:>6.1f}"
             f"|{r.errors:>4}"
         )

@@ -36,6 +36,7 @@ from shadow.proxy.mirror import Mirror, Publish
 from shadow.proxy.openapi import CHAT_COMPLETIONS, COMPLETIONS
 from shadow.proxy.prepare import JobPreparer
 from shadow.proxy.publisher import CeleryPublisher
+from shadow.proxy.relay import LoopRelay, RelayClient
 from shadow.proxy.turns import MemoryTurns, RedisTurns, TurnStore
 from shadow.settings import Settings
 from shadow.startup import StartupWarning, probe_candidates, static_warnings
@@ -72,8 +73,12 @@ def create_app(
     *,
     parts: frozenset[str] = ALL_PARTS,
     embedded_worker: bool = True,
+    relay: str | None = None,
 ) -> FastAPI:
     """The service; `publish` defaults to Celery, tests may hand in their own.
+
+    `relay`: the address of the relay process (`switchover serve`): the jobs are written to it
+    and it publishes them (shadow/proxy/relay.py), instead of this process publishing them.
 
     `parts`: the proxy, the readiness API or both. `embedded_worker`: in embedded mode, also
     run the worker and the periodic work in a thread of this process (`switchover serve`
@@ -146,12 +151,22 @@ def create_app(
             if redis_url
             else MemoryTurns(settings.turn_ttl_s)
         )
+        publisher: Publish = publish or (
+            RelayClient(relay, settings.broker_publish_timeout_s)
+            if relay is not None
+            else CeleryPublisher(settings)
+        )
         journal = local_queue.record_dropped if local_queue and publish is None else None
+        loop_relay = None
+        if relay is not None and publish is None:
+            loop_relay = LoopRelay(relay)
+            await loop_relay.connect()
         mirror = Mirror(
-            publish or CeleryPublisher(settings),
+            publisher,
             settings.shadow_buffer_size,
             prepare=JobPreparer(config, turns),
             journal=journal,
+            direct=loop_relay,
         )
         state["mirror"] = mirror
         live = None
@@ -179,6 +194,8 @@ def create_app(
             state["probe"].cancel()
             if "live_sync" in state:
                 await state["live_sync"].stop()
+            if loop_relay is not None:
+                await loop_relay.aclose()
             mirror.close()
             if "evaluation" in state:
                 state["evaluation"].stop()

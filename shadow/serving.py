@@ -1,8 +1,10 @@
-"""Running the service under uvicorn, in the foreground or in a background thread."""
+"""Running the service under uvicorn, in the foreground or a background thread; priorities."""
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -54,3 +56,23 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Ite
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def lower_priority(nice: int, idle: bool) -> None:
+    """Put every thread of this process below the proxies: `nice` added, SCHED_IDLE if `idle`.
+
+    Linux keeps both per thread (sched(7), setpriority(2)): each thread running now is set,
+    and the threads started later (the pool's, the model's) inherit the setting. A niced
+    thread still runs out its time slice before a woken proxy thread gets the core; under
+    SCHED_IDLE the woken thread preempts it at once.
+    """
+    threads = (
+        [int(tid) for tid in os.listdir("/proc/self/task")] if sys.platform == "linux" else [0]
+    )
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+            if idle and hasattr(os, "sched_setscheduler"):
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except ProcessLookupError:
+            continue  # the thread ended meanwhile

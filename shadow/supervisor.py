@@ -2,13 +2,14 @@
 
 The supervisor binds the listening socket once and hands it to N proxy processes
 (`python -m shadow.supervisor --fd …`), which the kernel balances; in embedded mode it also
-runs the worker processes (`python -m shadow.worker.embedded`) that take the shadow and
-scoring jobs from the local queue file. A child that dies is started again; a worker's
+runs the relay (`python -m shadow.proxy.relay`), which publishes the proxies' shadow jobs to
+the local queue file, and the worker processes (`python -m shadow.worker.embedded`) that take
+the shadow and scoring jobs from it. A child that dies is started again; a worker's
 unacknowledged jobs go back to the queue first. SIGTERM or SIGINT stops the proxies first (each
-finishes its requests and hands its buffered jobs to the queue), then the workers (running jobs
-finish, prefetched ones stay in the file). Metrics of every process are summed through
-Prometheus' multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, a fresh directory per start
-unless set).
+finishes its requests and hands its buffered jobs on), then the relay (it publishes what it
+holds), then the workers (running jobs finish, prefetched ones stay in the file). Metrics of
+every process are summed through Prometheus' multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, a
+fresh directory per start unless set).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ ALL_PARTS = frozenset({PROXY, API})
 CONFIG_ERROR = 2
 _RESTART_DELAY_S = 1.0
 _PROXY_STOP_S = 30.0
+_RELAY_STOP_S = 60.0
 _WORKER_STOP_S = 90.0
 
 
@@ -147,6 +149,13 @@ class Supervisor:
             if released:
                 log.warning("%s jobs of a previous run's workers are back in the queue", released)
         sock = listening_socket(self._host, self._port)
+        relay_sock, relay_args = None, []
+        if queue is not None:
+            from shadow.proxy.relay import listening_relay_socket, relay_address
+
+            relay_name = relay_address(os.getpid())
+            relay_sock = listening_relay_socket(relay_name)
+            relay_args = ["--relay", relay_name]
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         with _metrics_directory() as metrics_dir:
@@ -168,6 +177,7 @@ class Supervisor:
                         "--log-level",
                         self._log_level,
                         *(["--access-log"] if self._access_log else []),
+                        *relay_args,
                     ],
                     pass_fds=(sock.fileno(),),
                 )
@@ -180,13 +190,20 @@ class Supervisor:
                 )
                 for n in range(self._settings.embedded_worker_processes if queue else 0)
             ]
-            for child in [*workers, *proxies]:
+            relays = []
+            if relay_sock is not None:
+                fd = relay_sock.fileno()
+                relay_argv = [sys.executable, "-m", "shadow.proxy.relay", "--fd", str(fd)]
+                relays.append(Child("relay", relay_argv, pass_fds=(fd,)))
+            for child in [*workers, *relays, *proxies]:
                 child.start()
             try:
-                self._watch([*proxies, *workers], queue, metrics_dir)
+                self._watch([*proxies, *relays, *workers], queue, metrics_dir)
             finally:
-                self._stop_all(proxies, workers, queue)
+                self._stop_all(proxies, relays, workers, queue)
                 sock.close()
+                if relay_sock is not None:
+                    relay_sock.close()
         return self.exit_code
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -217,11 +234,17 @@ class Supervisor:
                     child.restarts += 1
                     child.start()
 
-    def _stop_all(self, proxies: list[Child], workers: list[Child], queue: Any) -> None:
+    def _stop_all(
+        self, proxies: list[Child], relays: list[Child], workers: list[Child], queue: Any
+    ) -> None:
+        # in the order the jobs flow: each stage hands what it holds to the next before it ends
         for child in proxies:
             child.signal(signal.SIGTERM)
         for child in proxies:
             child.wait(_PROXY_STOP_S)
+        for child in relays:
+            child.signal(signal.SIGTERM)
+            child.wait(_RELAY_STOP_S)
         for child in workers:
             child.signal(signal.SIGTERM)
         for child in workers:
@@ -232,7 +255,12 @@ class Supervisor:
 
 
 def serve_proxy(
-    fd: int, host: str, port: int, parts: frozenset[str], access_log: bool = False
+    fd: int,
+    host: str,
+    port: int,
+    parts: frozenset[str],
+    access_log: bool = False,
+    relay: str | None = None,
 ) -> None:
     """One proxy process: the app on the supervisor's socket, until SIGTERM."""
     import uvicorn
@@ -243,7 +271,9 @@ def serve_proxy(
 
     settings = get_settings()
     try:
-        app = create_app(settings, settings.load_config(), parts=parts, embedded_worker=False)
+        app = create_app(
+            settings, settings.load_config(), parts=parts, embedded_worker=False, relay=relay
+        )
     except ConfigError as exc:
         sys.stderr.write(f"switchover: {exc}\n")
         raise SystemExit(CONFIG_ERROR) from None
@@ -275,11 +305,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument("--relay", help="the relay process's socket name (embedded mode)")
     args = parser.parse_args(argv)
     from shadow.startup import configure_logging
 
     configure_logging(args.log_level)
-    serve_proxy(args.fd, args.host, args.port, frozenset(args.parts.split(",")), args.access_log)
+    serve_proxy(
+        args.fd,
+        args.host,
+        args.port,
+        frozenset(args.parts.split(",")),
+        args.access_log,
+        args.relay,
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Handing shadow jobs to the broker without the request path ever waiting on it.
 
 The proxy puts a job into a bounded in-memory buffer (a non-blocking put); one publisher
-thread moves jobs from the buffer to the broker. When the buffer is full, or the broker
-refuses a job (the embedded local queue at its bound: `queue_full`), the job is dropped and
-counted in `switchover_shadow_dropped_total`, and in the `journal` when one is given (embedded
-mode: the queue file's `dropped` table), which the publisher thread writes about once a second.
+thread moves jobs from the buffer to the broker (under `switchover serve`: to the relay
+process, which publishes them; shadow/proxy/relay.py, where the event loop also writes the
+small jobs that need no preparation itself, without the thread: `direct`). When the buffer is
+full, or the broker refuses a job (the embedded local queue at its bound: `queue_full`), the
+job is dropped and counted in `switchover_shadow_dropped_total`, and in the `journal` when one
+is given (embedded mode: the queue file's `dropped` table), which the publisher thread writes
+about once a second.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from shadow.jobs import ShadowJob
 from shadow.metrics import SHADOW_BUFFERED, SHADOW_DROPPED, SHADOW_ENQUEUED
@@ -25,6 +29,21 @@ Publish = Callable[[ShadowJob], None]
 Prepare = Callable[[ShadowJob], ShadowJob | None]
 # Jobs dropped since the last call, by (use case, reason): a durable record of the drops.
 Journal = Callable[[dict[tuple[str, str], int]], None]
+
+
+class Direct(Protocol):
+    """A way to the broker the caller's own thread can take at once (the relay's `LoopRelay`)."""
+
+    def fits(self, job: ShadowJob) -> bool:
+        """Whether the job is small enough to be written by the caller's thread."""
+
+    def write(self, job: ShadowJob, fallback: Callable[[ShadowJob], object]) -> bool:
+        """Hand the job on without waiting; False when it cannot be taken now.
+
+        `fallback` takes the job back if it turns out later not to have been handed on.
+        """
+
+
 _JOURNAL_EVERY_S = 1.0
 # The most jobs the publisher thread hands to the broker at once.
 _BATCH_MAX = 50
@@ -39,9 +58,17 @@ class Mirror:
         capacity: int,
         prepare: Prepare | None = None,
         journal: Journal | None = None,
+        direct: Direct | None = None,
     ) -> None:
         self._publish = publish
+        # a publisher that only hands jobs on (the relay's client) leaves the count to the relay
+        self._counts_enqueued = bool(getattr(publish, "counts_enqueued", True))
         self._prepare = prepare
+        self._direct = direct
+        # without a preparer every job goes as it is; with one, only those it says so of
+        self._ready_as_is: Callable[[ShadowJob], bool] = getattr(
+            prepare, "ready_as_is", lambda job: prepare is None
+        )
         self._buffer: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=capacity)
         self._journal = journal
         self._unjournaled: dict[tuple[str, str], int] = {}
@@ -52,6 +79,14 @@ class Mirror:
 
     def submit(self, job: ShadowJob) -> bool:
         """Queue a job for publishing; never blocks. False when it had to be dropped."""
+        direct = self._direct
+        if direct is not None and direct.fits(job) and self._ready_as_is(job):
+            if direct.write(job, self._buffered):
+                return True
+        return self._buffered(job)
+
+    def _buffered(self, job: ShadowJob) -> bool:
+        """Queue the job for the publisher thread; False when the buffer is full (dropped)."""
         try:
             self._buffer.put_nowait(job)
         except queue.Full:
@@ -163,7 +198,8 @@ class Mirror:
                     outcomes.append(None)
         for job, outcome in zip(ready, outcomes, strict=True):
             if outcome is None:
-                SHADOW_ENQUEUED.labels(job.use_case).inc()
+                if self._counts_enqueued:
+                    SHADOW_ENQUEUED.labels(job.use_case).inc()
             else:
                 self._failed(job, outcome)
 

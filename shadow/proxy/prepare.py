@@ -39,8 +39,25 @@ class JobPreparer:
         self._config = config
         self._turns = turns
 
+    def ready_as_is(self, job: ShadowJob) -> bool:
+        """Whether the job goes out unchanged: no turn to keep, nothing to translate.
+
+        Cheap enough for the event loop (the mirror writes such jobs from there).
+        """
+        if job.endpoint == "responses" or job.turn_only:
+            return False
+        use_case = self._config.use_cases.get(job.use_case)
+        if use_case is None:
+            return False
+        if job.candidate is not None or job.primary is None:
+            return True
+        target = use_case.targets.get(job.candidate_name)
+        return target is not None and job.endpoint in self._config.upstreams[target.upstream].forms
+
     def __call__(self, job: ShadowJob) -> ShadowJob | None:
         """The job to publish, or None when there is nothing to mirror."""
+        if self.ready_as_is(job):
+            return job
         use_case = self._config.use_cases.get(job.use_case)
         if use_case is None:
             return None

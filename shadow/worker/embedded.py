@@ -19,6 +19,7 @@ from celery import Celery
 from celery.signals import worker_ready
 
 from shadow.localqueue import LocalQueue
+from shadow.serving import lower_priority
 from shadow.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -79,26 +80,6 @@ def _watch(queue: LocalQueue, parent: int, ready: threading.Event) -> None:
             return
         if ready.is_set():
             queue.beat(os.getpid())
-
-
-def lower_priority(nice: int, idle: bool) -> None:
-    """Put every thread of this process below the proxies: `nice` added, SCHED_IDLE if `idle`.
-
-    Linux keeps both per thread (sched(7), setpriority(2)): each thread running now is set,
-    and the threads started later (the pool's, the model's) inherit the setting. A niced
-    thread still runs out its time slice before a woken proxy thread gets the core; under
-    SCHED_IDLE the woken thread preempts it at once.
-    """
-    threads = (
-        [int(tid) for tid in os.listdir("/proc/self/task")] if sys.platform == "linux" else [0]
-    )
-    for tid in threads:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-            if idle and hasattr(os, "sched_setscheduler"):
-                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        except ProcessLookupError:
-            continue  # the thread ended meanwhile
 
 
 def main(argv: list[str] | None = None) -> None:
