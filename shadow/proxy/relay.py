@@ -336,7 +336,8 @@ class Relay:
                 taken = self._take_frames(buffer)
                 del buffer[:taken]
             if buffer:
-                log.warning("a proxy's connection ended inside a frame: that job is lost")
+                # the proxy writes that job again on a new connection, or counts it dropped
+                log.warning("a proxy's connection ended inside a frame; that frame is discarded")
         except OSError as exc:
             log.warning("a proxy's connection failed: %s", exc)
         finally:
