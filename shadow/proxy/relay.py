@@ -306,7 +306,9 @@ class Relay:
             pass  # connections still in the backlog: closing the socket would drop their jobs
         self._sock.close()
         deadline = time.monotonic() + (_STOP_WAIT_S if orphaned_at is None else _ORPHAN_WAIT_S)
-        for reader in list(self._readers):
+        with self._lock:  # readers leave the set as their connections end
+            readers = list(self._readers)
+        for reader in readers:
             reader.join(max(0.0, deadline - time.monotonic()))
         if self.connections():
             log.warning("%s proxy connections still open at the stop", self.connections())
