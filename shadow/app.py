@@ -116,6 +116,9 @@ def create_app(
                 ),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
+                # one session serves every client: a cookie an upstream sets for one request
+                # is that client's (relayed to it), never sent with another client's request
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             for name, upstream in config.upstreams.items()
         }

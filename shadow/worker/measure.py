@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.cookiejar
 import logging
 import threading
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ def build_runtime(settings: Settings, config: SwitchoverConfig) -> WorkerRuntime
     client = httpx.Client(
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         follow_redirects=False,
+        # one client calls for every pair: a cookie set on one pair's call is kept for none
+        cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
     )
     return WorkerRuntime(config=config, client=client, limiter=limiter)
 

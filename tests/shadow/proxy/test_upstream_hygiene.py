@@ -12,8 +12,10 @@ import httpx
 import openai
 import pytest
 
+from shadow.config import parse_config
 from shadow.serving import free_port
 from shadow.settings import Settings
+from shadow.worker.measure import build_runtime
 from tests.conftest import CapturedJobs, config_text, wait_for
 from tests.fixtures.services import PrivateRedis
 
@@ -55,6 +57,8 @@ class RecordingUpstream:
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
+                # as api.openai.com's edge does: a cookie for whoever made this request
+                self.send_header("set-cookie", f"__cf_bm=client-{len(seen)}; Path=/; HttpOnly")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -63,6 +67,8 @@ class RecordingUpstream:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        # by name: aiohttp keeps no cookies of a bare IP address, an upstream has a name
+        self.named_url = f"http://localhost:{self._server.server_address[1]}/v1"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -116,6 +122,31 @@ def test_the_clients_own_key_carries_its_own_headers(upstream, proxy):
     headers = upstream.seen[-1]
     assert headers["authorization"] == "Bearer client-key"
     assert headers["openai-organization"] == "org-client-picked"
+
+
+def test_an_upstream_cookie_is_not_sent_on_another_clients_request(upstream, proxy):
+    config = config_text(upstream.named_url, upstream.named_url)
+    url = proxy(config, Settings(), CapturedJobs().publish)
+    first = httpx.post(
+        f"{url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}
+    )
+    assert first.headers["set-cookie"].startswith("__cf_bm=client-1")  # the client's to keep
+    httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    assert len(upstream.seen) == 2
+    assert "cookie" not in upstream.seen[1]
+
+
+def test_the_workers_calls_keep_no_upstream_cookie(upstream):
+    config = parse_config(config_text(upstream.named_url, upstream.named_url), "<test>")
+    client = build_runtime(Settings(), config).client
+    answers = [
+        client.post(f"{upstream.named_url}/chat/completions", json={"messages": MESSAGES})
+        for _ in range(2)
+    ]
+    client.close()
+    assert answers[0].headers["set-cookie"].startswith("__cf_bm=client-1")
+    assert len(upstream.seen) == 2
+    assert "cookie" not in upstream.seen[1]
 
 
 def test_a_502_names_no_upstream_address(proxy):
