@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -9,9 +10,73 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# A body up to this size is joined to its head; a larger one follows it in a write of its own.
+_JOIN_AT_MOST = 64 * 1024
+
+
+class _OneWriteTransport:
+    """A connection's transport that sends a response's head together with its first body bytes.
+
+    uvicorn's httptools protocol writes the status line and headers in one call and the body
+    in the next (`RequestResponseCycle.send`): two send(2) calls and two TCP segments, and the
+    client may wake for each. This holds the head until the next write
+    (or the end of this pass of the event loop, for a response whose body comes later, such as
+    a stream's), and sends both at once.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) > _JOIN_AT_MOST:  # a large body is not copied to join it
+                self._transport.write(held)
+                self._transport.write(data)
+            else:
+                self._transport.write(held + data)
+        elif data[:5] == b"HTTP/" and data[-4:] == b"\r\n\r\n":
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        """Send a held head now."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a response's head and body sent in one write."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = _OneWriteTransport(transport, self.loop)  # type: ignore[assignment]
 
 
 def uvicorn_config(app: FastAPI, host: str, port: int, access_log: bool = False) -> uvicorn.Config:
@@ -21,7 +86,8 @@ def uvicorn_config(app: FastAPI, host: str, port: int, access_log: bool = False)
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=OneWriteHttpToolsProtocol,
+        ws="none",  # no WebSocket endpoint: an upgrade request is answered as plain HTTP
         log_level="info" if access_log else "warning",
         access_log=access_log,
         # idle keep-alive connections close after a minute; a body that trickles in is cut off
