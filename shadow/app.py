@@ -29,7 +29,7 @@ from shadow.catalog import catalog_for
 from shadow.config import SwitchoverConfig
 from shadow.health import Readiness, broker_check, database_answers
 from shadow.localqueue import LocalQueue
-from shadow.proxy.entry import ProxyFastPath
+from shadow.proxy.entry import ProxyApp
 from shadow.proxy.forward import Proxy, openai_error
 from shadow.proxy.live import LiveSync, LiveTraffic
 from shadow.proxy.mirror import Mirror, Publish
@@ -211,7 +211,9 @@ def create_app(
             for session in sessions.values():
                 await session.close()
 
-    app = FastAPI(
+    app = ProxyApp(
+        state=state,
+        max_header_bytes=settings.max_header_bytes,
         title="Switchover",
         version="0.1.0",
         summary="OpenAI-compatible shadow proxy and migration readiness",
@@ -222,7 +224,6 @@ def create_app(
             app.include_router(domain.create_router(catalog))
         app.include_router(imports_router())
     app.add_exception_handler(ReadinessError, render_error)
-    app.add_middleware(ProxyFastPath, state=state, max_header_bytes=settings.max_header_bytes)
     if PROXY in parts:
         _install_proxy_routes(app, state)
     _install_ops_routes(

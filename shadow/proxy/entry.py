@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any, ClassVar
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow.jobs import ENDPOINT_PATHS
@@ -20,7 +20,8 @@ class ProxyFastPath:
 
     Routing and FastAPI's request handling cost about a third of the proxy's CPU per request;
     the routes stay registered so that the OpenAPI schema still describes them. Every other
-    path under `/v1` but the model list passes through to a primary unchanged.
+    path under `/v1` but the model list passes through to a primary unchanged. `ProxyApp`
+    puts it in front of FastAPI's own middleware stack.
     """
 
     HOT: ClassVar[dict[str, str]] = {"/v1" + path: name for name, path in ENDPOINT_PATHS.items()}
@@ -72,3 +73,19 @@ class ProxyFastPath:
     def _headers_too_large(self, scope: Scope) -> bool:
         headers = scope["headers"]
         return sum(len(name) + len(value) for name, value in headers) > self._max_header_bytes
+
+
+class ProxyApp(FastAPI):
+    """FastAPI, with the proxy's hot endpoints answered before FastAPI's own handling.
+
+    FastAPI's `__call__` checks its OpenTelemetry hooks and runs the error, exception and
+    body-limit middleware on every request; the fast path needs none of them (it catches its
+    own errors and limits the body itself) and leaves every other request to FastAPI as before.
+    """
+
+    def __init__(self, *, state: dict[str, Any], max_header_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._fast_path = ProxyFastPath(super().__call__, state, max_header_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._fast_path(scope, receive, send)
