@@ -25,9 +25,9 @@ class _OneWriteTransport:
 
     uvicorn's httptools protocol writes the status line and headers in one call and the body
     in the next (`RequestResponseCycle.send`): two send(2) calls and two TCP segments, and the
-    client may wake for each. This holds the head until the next write
-    (or the end of this pass of the event loop, for a response whose body comes later, such as
-    a stream's), and sends both at once.
+    client may wake for each. This holds the head until the next write, or the end of this
+    pass of the event loop for a response whose body comes later (a stream's), and sends both
+    at once.
     """
 
     __slots__ = ("_held", "_loop", "_transport")
@@ -53,11 +53,12 @@ class _OneWriteTransport:
             self._transport.write(data)
 
     def flush(self) -> None:
-        """Send a held head now."""
+        """Send a held head now (unless the connection is closing: nobody would read it)."""
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held)
+            if not self._transport.is_closing():
+                self._transport.write(held)
 
     def close(self) -> None:
         self.flush()

@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import StreamingResponse
 
-from shadow.serving import OneWriteHttpToolsProtocol, free_port, uvicorn_config
+from shadow import serving
+from shadow.serving import OneWriteHttpToolsProtocol, serve_in_thread, uvicorn_config
 
 LARGE = 200_000
 
@@ -73,26 +73,16 @@ def _app(release: threading.Event) -> FastAPI:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[str, threading.Event]]:
+def served(monkeypatch) -> Iterator[tuple[str, threading.Event]]:
     release = threading.Event()
-    port = free_port()
-    config = uvicorn_config(_app(release), "127.0.0.1", port)
-    config.http = CountingProtocol
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = 30.0
-        while not server.started and deadline > 0:
-            threading.Event().wait(0.02)
-            deadline -= 0.02
-        assert server.started
+    # the server `serve_in_thread` starts, with the writes counted
+    monkeypatch.setattr(serving, "OneWriteHttpToolsProtocol", CountingProtocol)
+    with serve_in_thread(_app(release)) as url:
         CountingProtocol.writes.clear()
-        yield f"http://127.0.0.1:{port}", release
-    finally:
-        release.set()
-        server.should_exit = True
-        thread.join(30)
+        try:
+            yield url, release
+        finally:
+            release.set()
 
 
 def test_the_proxy_server_uses_the_one_write_protocol():
