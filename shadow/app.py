@@ -208,6 +208,7 @@ def create_app(
                 state["sweep"].stop()
             if "worker" in state:
                 state["worker"].stop()
+            await state["proxy"].aclose()
             for session in sessions.values():
                 await session.close()
 

@@ -13,13 +13,14 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -35,6 +36,7 @@ from shadow.proxy.fields import NotAnObject, top_level_fields, with_model
 from shadow.proxy.headers import FEATURE_HEADER, USE_CASE_HEADER, HeaderPolicy
 from shadow.proxy.live import LiveTraffic
 from shadow.proxy.mirror import Mirror
+from shadow.proxy.upstream import Answer, UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +100,19 @@ def _wrong_type(payload: dict[str, Any], endpoint: str) -> Response | None:
     return None
 
 
+# What an upstream's answer is read from: aiohttp's response (streams, and every call but the
+# primary's non-streamed one) or the lean client's complete `Answer`.
+Upstreamed = aiohttp.ClientResponse | Answer
+
+
 @dataclass
 class _Route:
     use_case_name: str
     use_case: UseCase
     upstream: Upstream
     session: aiohttp.ClientSession
+    # the lean client for the primary's non-streamed answers (shadow/proxy/upstream.py)
+    pool: UpstreamPool
     # (candidate, sample rate) of each candidate; each samples a request on its own
     sample_rates: tuple[tuple[str, float], ...] = ()
 
@@ -191,7 +200,7 @@ class _Sample:
         cls,
         call: _Call,
         pair_id: str,
-        response: aiohttp.ClientResponse,
+        response: Upstreamed,
         first_byte_s: float,
         candidate: CandidateCapture | None = None,
         served_by_candidate: bool = False,
@@ -241,6 +250,11 @@ class Proxy:
             id(upstream): HeaderPolicy(upstream.forward_headers)
             for upstream in config.upstreams.values()
         }
+        # as the aiohttp sessions: 10 s to connect, the upstream's timeout between reads
+        self._pools = {
+            name: UpstreamPool(upstream.base_url, 10.0, upstream.timeout_s, keepalive_s=60.0)
+            for name, upstream in config.upstreams.items()
+        }
         self._routes = {name: self._route(name) for name in config.use_cases}
         # every candidate's route: an advance may name any of them (`rollout --candidate`)
         self._candidates = {
@@ -254,7 +268,7 @@ class Proxy:
         self._default = "default" if "default" in config.use_cases else None
         self._reasks: set[asyncio.Task[None]] = set()
         self._reask_gates: dict[str, asyncio.Semaphore] = {}
-        self._passthrough = None
+        self._passthrough: tuple[Upstream, aiohttp.ClientSession] | None = None
         if config.passthrough is not None:
             self._passthrough = (
                 config.upstreams[config.passthrough],
@@ -269,8 +283,14 @@ class Proxy:
             use_case,
             upstream,
             self._sessions[use_case.primary.upstream],
+            self._pools[use_case.primary.upstream],
             tuple((c, use_case.shadow_for(c).sample_rate) for c in use_case.targets),
         )
+
+    async def aclose(self) -> None:
+        """Close the lean client's connections (the aiohttp sessions are the caller's)."""
+        for pool in self._pools.values():
+            await pool.close()
 
     def _candidate(self, name: str, candidate: str) -> _CandidateRoute:
         use_case = self._config.use_cases[name]
@@ -546,8 +566,12 @@ class Proxy:
         """
         route, endpoint, started, stream = call.route, call.endpoint, call.started, call.stream
         url = route.upstream.url(ENDPOINT_PATHS[endpoint])
+        response: Upstreamed
         try:
-            response = await route.session.post(url, data=call.body, headers=call.headers)
+            if stream:  # relayed chunk by chunk from aiohttp's stream reader
+                response = await route.session.post(url, data=call.body, headers=call.headers)
+            else:
+                response = await route.pool.post(url, call.body, call.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return self._upstream_failed(exc, route.use_case_name, endpoint)
         first_byte_s = time.perf_counter() - started
@@ -589,6 +613,7 @@ class Proxy:
         )
         out.update(served)
         on_complete = partial(self._mirror_stream, sample) if sample is not None else None
+        assert isinstance(response, aiohttp.ClientResponse)  # only streams get here
         return RelayResponse(response, out, started, on_complete)
 
     async def _via_candidate(self, call: _Call) -> Response:
@@ -744,12 +769,15 @@ class Proxy:
 
     def _response_headers(
         self,
-        response: aiohttp.ClientResponse,
+        response: Upstreamed,
         started: float,
         upstream_s: float,
         sample: _Sample | None = None,
-    ) -> dict[str, str]:
-        out = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE}
+    ) -> CIMultiDict[str]:
+        # a multidict: each of several `set-cookie` headers reaches the client
+        out = CIMultiDict(
+            (k, v) for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE
+        )
         overhead_s = time.perf_counter() - started - upstream_s
         OVERHEAD.observe(overhead_s)
         out["x-switchover-overhead-ms"] = f"{overhead_s * 1000:.3f}"
@@ -895,7 +923,7 @@ class RelayResponse(Response):
     def __init__(
         self,
         upstream: aiohttp.ClientResponse,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         started: float,
         on_complete: Callable[[_StreamState], None] | None,
         first: bytes = b"",

@@ -59,6 +59,7 @@ class RecordingUpstream:
                 self.send_header("content-length", str(len(body)))
                 # as api.openai.com's edge does: a cookie for whoever made this request
                 self.send_header("set-cookie", f"__cf_bm=client-{len(seen)}; Path=/; HttpOnly")
+                self.send_header("set-cookie", "_cfuvid=seen; Path=/")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -130,8 +131,12 @@ def test_an_upstream_cookie_is_not_sent_on_another_clients_request(upstream, pro
     first = httpx.post(
         f"{url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}
     )
-    assert first.headers["set-cookie"].startswith("__cf_bm=client-1")  # the client's to keep
-    httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    # the client's to keep, every one of them
+    cookies = first.headers.get_list("set-cookie")
+    assert [c.split(";")[0] for c in cookies] == ["__cf_bm=client-1", "_cfuvid=seen"]
+    streamed = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    second = httpx.post(f"{url}/v1/chat/completions", json=streamed)  # by the aiohttp session
+    assert len(second.headers.get_list("set-cookie")) == 2
     assert len(upstream.seen) == 2
     assert "cookie" not in upstream.seen[1]
 
