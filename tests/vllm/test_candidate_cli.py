@@ -17,7 +17,7 @@ import pytest
 from shadow.serving import free_port
 from tests.conftest import VENV_BIN
 
-pytestmark = [pytest.mark.vllm, pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.vllm, pytest.mark.integration, pytest.mark.timeout(1500)]
 
 
 def _stat(pid: str) -> list[str] | None:
@@ -110,7 +110,11 @@ def test_candidate_serve_prints_base_url_serves_and_stops_on_ctrl_c() -> None:
         assert models["data"][0]["max_model_len"] == 512
 
         cli.send_signal(signal.SIGINT)
-        assert cli.wait(120) == 0, output.text()[-4000:]
+        # vLLM's engine processes stop at their pace on a busy machine: a deadline, not a timing
+        try:
+            assert cli.wait(600) == 0, output.text()[-4000:]
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the launcher still runs 600 s after Ctrl-C:\n{output.text()[-6000:]}")
         assert _session(children[0]) == [], "vLLM processes outlived the launcher"
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
