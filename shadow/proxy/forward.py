@@ -1,8 +1,10 @@
 """The hot path: forward to the primary, answer the client, hand a sample to the mirror.
 
 Nothing here touches the database or a model. The body is treated as bytes plus the few
-fields the proxy needs (model, stream flag); one pooled aiohttp session per upstream carries
-the calls, and streamed chunks go to the client as they arrive.
+fields the proxy needs (model, stream flag). Connections to each upstream are pooled: the
+primary's non-streamed answers come through the lean client of `shadow.proxy.upstream`, every
+other call through the upstream's aiohttp session, and streamed chunks go to the client as
+they arrive.
 """
 
 from __future__ import annotations
