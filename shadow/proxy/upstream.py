@@ -242,7 +242,6 @@ class UpstreamPool:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
-        self._scheme = parts.scheme
         self._host = parts.hostname
         default_port = 443 if parts.scheme == "https" else 80
         self._port = parts.port or default_port
